@@ -1,0 +1,57 @@
+"""Image2Reverb's generator: 512-d latent -> log-magnitude spectrogram (paper Fig. 23, ProGAN).
+
+Latent ``(B, 512)`` (365 encoder features + 147 Gaussian noise values) -> a 8x8-kernel conv
+(padding 7) lifts 1x1 to 8x8 without activation; then one block per resolution 8, 16, ...,
+``resolution`` of [3x3 conv, LReLU 0.2, PixelNorm] x 2 with nearest x2 upsampling between blocks;
+then a 1x1 conv to one channel and tanh. Every conv has an equalised learning rate and no bias.
+The paper's 512x512 generator has 13,687,840 weights (widths 256, 256, 256, 256, 128, 64, 32).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from i2r.models.layers import EqualizedConv2d, PixelNorm, leaky_relu, n_stages, stage_channels
+
+
+class GeneratorBlock(nn.Module):
+    """[3x3 equalised conv, LReLU 0.2, PixelNorm] x 2: ``(B, C_in, H, W) -> (B, C_out, H, W)``."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv1 = EqualizedConv2d(in_channels, out_channels, 3, padding=1, bias=False)
+        self.conv2 = EqualizedConv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.norm = PixelNorm()
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.norm(leaky_relu(self.conv1(x)))
+        return self.norm(leaky_relu(self.conv2(x)))
+
+
+class Generator(nn.Module):
+    """Latent ``(B, latent_dim)`` -> spectrogram ``(B, 1, resolution, resolution)`` in (-1, 1).
+
+    ``resolution`` is a power of two from 32 to 512; widths follow
+    :func:`i2r.models.layers.stage_channels` with ``fmap_base`` and ``fmap_max``.
+    """
+
+    def __init__(self, resolution: int = 512, latent_dim: int = 512, fmap_base: int = 16384, fmap_max: int = 256):
+        super().__init__()
+        sizes = [8 * 2**i for i in range(n_stages(resolution) + 1)]
+        widths = [stage_channels(size, fmap_base, fmap_max) for size in sizes]
+        self.resolution = resolution
+        self.latent_dim = latent_dim
+        self.input = EqualizedConv2d(latent_dim, widths[0], 8, padding=7, bias=False)
+        self.blocks = nn.ModuleList(
+            GeneratorBlock(widths[max(i - 1, 0)], widths[i]) for i in range(len(widths))
+        )
+        self.output = EqualizedConv2d(widths[-1], 1, 1, bias=False)
+
+    def forward(self, latent: Tensor) -> Tensor:
+        x = self.input(latent.reshape(latent.shape[0], self.latent_dim, 1, 1))
+        for i, block in enumerate(self.blocks):
+            if i > 0:
+                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = block(x)
+        return self.output(x).tanh()

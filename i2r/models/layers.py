@@ -1,0 +1,77 @@
+"""ProGAN building blocks shared by the generator and the discriminator.
+
+Karras et al., "Progressive Growing of GANs for Improved Quality, Stability, and Variation"
+(ICLR 2018), Sec. 4: equalised learning rate, pixelwise feature normalisation, minibatch stddev.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class EqualizedConv2d(nn.Module):
+    """Conv2d whose weights are stored ~N(0, 1) and scaled at run time by He's constant.
+
+    The scale is sqrt(2 / fan_in) with fan_in = in_channels * k * k. Scaling the weight is the
+    same as scaling the output of a bias-free convolution (the generator's case) and cheaper than
+    scaling a large feature map. A bias, when present, is not scaled (as in ProGAN).
+    Input ``(B, in_channels, H, W)``, output ``(B, out_channels, H', W')``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, bias: bool = True):
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.scale = math.sqrt(2.0 / (in_channels * kernel_size * kernel_size))
+        self.padding = padding
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+
+    def extra_repr(self) -> str:
+        out_c, in_c, k, _ = self.weight.shape
+        return f"{in_c}, {out_c}, kernel_size={k}, padding={self.padding}, bias={self.bias is not None}"
+
+
+class PixelNorm(nn.Module):
+    """x / sqrt(mean over channels of x^2 + 1e-8), per pixel; shape-preserving ``(B, C, H, W)``."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(dim=1, keepdim=True) + 1e-8)
+
+
+class MinibatchStddev(nn.Module):
+    """Appends one channel: the mean over features and pixels of the batch's per-feature stddev.
+
+    ``(B, C, H, W) -> (B, C + 1, H, W)``. The 1e-8 inside the square root keeps the gradient
+    finite when the batch holds one example (its stddev is then 1e-4, in effect 0).
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        stat = torch.sqrt(x.var(dim=0, unbiased=False) + 1e-8).mean()
+        return torch.cat([x, stat.expand(x.shape[0], 1, x.shape[2], x.shape[3])], dim=1)
+
+
+def leaky_relu(x: Tensor) -> Tensor:
+    """LReLU with slope 0.2, the paper's activation in G and D."""
+    return F.leaky_relu(x, 0.2)
+
+
+def stage_channels(resolution: int, fmap_base: int, fmap_max: int) -> int:
+    """ProGAN's channel schedule: ``min(fmap_max, fmap_base / resolution)`` feature maps.
+
+    The paper's widths (256 at 8..64 px, then 128, 64, 32 at 128, 256, 512 px) are
+    ``fmap_base = 16384, fmap_max = 256``.
+    """
+    return max(1, min(fmap_max, fmap_base // resolution))
+
+
+def n_stages(resolution: int) -> int:
+    """Number of 2x resolution steps between 8x8 and ``resolution`` (a power of two, 32..512)."""
+    if resolution < 32 or resolution > 512 or resolution & (resolution - 1):
+        raise ValueError(f"resolution must be a power of two from 32 to 512, got {resolution}")
+    return int(math.log2(resolution // 8))

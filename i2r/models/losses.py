@@ -1,0 +1,65 @@
+"""Image2Reverb's training objectives (Singh et al. 2021, Sec. 3 "Loss"), with the original's bugs fixed.
+
+Generator (and encoder): LSGAN ``mean((D(fake) - 1)^2)`` (Mao et al., "Least Squares Generative
+Adversarial Networks", ICCV 2017) + 100 * L1(fake, real) + 100 * |T60p error|, where the T60p
+error is relative, ``|T60p(fake) - T60p(real)| / T60p(real)`` (100 times it is the original's
+percent error). Discriminator: ``mean((D(real) - 1)^2) + mean(D(fake)^2)``.
+
+Unlike the original, the adversarial term is computed on the generator's output as is (not on
+``fake.detach()``), so G receives the adversarial gradient; and the T60p values passed in must be
+differentiable (``i2r.acoustics.t60p``), so the T60p term trains G too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class LossWeights:
+    """Weights of the generator's terms (paper: 1, 100, 100). ``t60p=0`` is the "no T60p" ablation."""
+
+    adversarial: float = 1.0
+    l1: float = 100.0
+    t60p: float = 100.0
+
+
+def generator_loss(d_fake: Tensor, fake: Tensor, real: Tensor, t60p_fake: Tensor | None = None,
+                   t60p_real: Tensor | None = None, weights: LossWeights | None = None) -> dict[str, Tensor]:
+    """Generator objective: a dict of scalar terms ``adversarial``, ``l1``, ``t60p`` and ``total``.
+
+    ``d_fake``: D's scores ``(B, 1, 8, 8)`` for ``fake`` (D run on the undetached output);
+    ``fake``/``real``: normalised spectrograms ``(B, 1, R, R)``; ``t60p_fake``/``t60p_real``:
+    ``(B,)`` T60 proxies in seconds (``None`` or weight 0 leaves the term out of ``total``; it is
+    then reported as 0). ``total = w_adv * adversarial + w_l1 * l1 + w_t60p * t60p``.
+    """
+    weights = weights or LossWeights()
+    adversarial = torch.mean((d_fake.float() - 1.0) ** 2)
+    l1 = torch.mean(torch.abs(fake.float() - real.float()))
+    total = weights.adversarial * adversarial + weights.l1 * l1
+    if t60p_fake is not None and t60p_real is not None and weights.t60p != 0:
+        t60p = t60p_relative_error(t60p_fake, t60p_real).mean()
+        total = total + weights.t60p * t60p
+    else:
+        t60p = torch.zeros((), device=fake.device)
+    return {"adversarial": adversarial, "l1": l1, "t60p": t60p, "total": total}
+
+
+def t60p_relative_error(t60p_fake: Tensor, t60p_real: Tensor) -> Tensor:
+    """``|T60p(fake) - T60p(real)| / T60p(real)`` per example ``(B,)``; the target carries no gradient."""
+    target = t60p_real.detach().float()
+    return torch.abs(t60p_fake.float() - target) / target.clamp_min(1e-3)
+
+
+def discriminator_loss(d_real: Tensor, d_fake: Tensor) -> dict[str, Tensor]:
+    """LSGAN discriminator objective: dict ``real``, ``fake``, ``total`` (scalars).
+
+    ``d_real``/``d_fake``: scores ``(B, 1, 8, 8)``; ``d_fake`` should come from ``fake.detach()``
+    (here detaching is right: D's step must not move G).
+    """
+    real = torch.mean((d_real.float() - 1.0) ** 2)
+    fake = torch.mean(d_fake.float() ** 2)
+    return {"real": real, "fake": fake, "total": real + fake}
