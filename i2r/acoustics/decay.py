@@ -1,0 +1,228 @@
+"""Energy decay: onset detection, Lundeby noise handling and Schroeder backward integration.
+
+Everything works on a batch of squared (band-filtered) impulse responses, ``energy`` of shape
+``(batch, n_samples)``, vectorised over the batch: the iterations of Lundeby's procedure are
+masked array operations on all items at once.
+
+References:
+- ISO 3382-1:2009, Annex A.3 (start of the impulse response, 20 dB below the peak) and 5.3.3
+  (Schroeder backward integration; treatment of background noise by truncation + compensation).
+- A. Lundeby, T. E. Vigran, H. Bietz, M. Vorlaender, "Uncertainties of measurements in room
+  acoustics", Acustica 81 (1995) 344-355: iterative estimate of the noise level and of the point
+  where the decay meets it (the "crosspoint"), plus compensation for the energy cut off there.
+- M. R. Schroeder, "New method of measuring reverberation time", JASA 37 (1965) 409-412.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_TINY = 1e-300
+
+
+@dataclass(frozen=True)
+class LundebySettings:
+    """Parameters of Lundeby et al. (1995); defaults inside the ranges the paper recommends."""
+
+    initial_window_s: float = 0.010
+    """First smoothing interval (paper: 10-50 ms)."""
+    intervals_per_10db: float = 5.0
+    """Later smoothing: this many intervals per 10 dB of decay (paper: 3-10)."""
+    noise_margin_db: float = 10.0
+    """The first regression stops this far above the noise (paper: 5-10 dB); later, the noise is
+    averaged from where the decay line is this far *below* the noise onwards."""
+    late_range_db: float = 20.0
+    """Dynamic range of the late-slope regression (paper: 10-20 dB) ..."""
+    late_floor_db: float = 5.0
+    """... ending this far above the noise level (paper: 5-10 dB)."""
+    iterations: int = 5
+    """Fixed number of refinements (the paper iterates to convergence, typically fewer than 5)."""
+    noise_tail_fraction: float = 0.1
+    """The noise estimate uses at least this final fraction of the IR (paper: last 10 %)."""
+    hop_s: float = 0.001
+    """Frame hop of the smoothed envelopes (their windows may overlap)."""
+
+
+def onset_index(energy: np.ndarray, threshold_db: float = -20.0) -> np.ndarray:
+    """ISO 3382-1 A.3.3 onset: index of the first sample within ``|threshold_db|`` of the peak.
+
+    ``energy``: ``(batch, n)`` squared pressure. Returns ``(batch,)`` int.
+    """
+    peak = energy.max(axis=-1, keepdims=True)
+    return np.argmax(energy >= peak * 10.0 ** (threshold_db / 10.0), axis=-1)
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """Result of Lundeby's procedure per batch item (all arrays ``(batch,)``).
+
+    ``crosspoint`` (samples, exclusive end of the measured decay), ``noise`` (mean energy per
+    sample of the background), ``slope_db_s`` (late decay rate, dB/s, negative), ``peak_db`` and
+    ``noise_db`` (dB re 1, energy of the smoothed envelope peak and of the noise), ``tail``
+    (energy after the crosspoint predicted by the late decay, the compensation term) and ``tau``
+    (energy time constant of that decay, samples).
+    """
+
+    crosspoint: np.ndarray
+    noise: np.ndarray
+    slope_db_s: np.ndarray
+    peak_db: np.ndarray
+    noise_db: np.ndarray
+    tail: np.ndarray
+    tau: np.ndarray
+
+    @property
+    def inr_db(self) -> np.ndarray:
+        """Impulse-to-noise (peak-to-noise) ratio in dB: smoothed envelope peak over noise."""
+        return self.peak_db - self.noise_db
+
+
+def _cumulative(energy: np.ndarray) -> np.ndarray:
+    """``(batch, n + 1)`` running sum with a leading zero, so ``cs[b] - cs[a]`` sums ``[a, b)``."""
+    cs = np.zeros(energy.shape[:-1] + (energy.shape[-1] + 1,))
+    np.cumsum(energy, axis=-1, out=cs[..., 1:])
+    return cs
+
+
+def _window_levels(cs: np.ndarray, centres: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Mean energy (dB) in windows of ``width[b]`` samples centred on ``centres`` -> ``(batch, F)``."""
+    n = cs.shape[-1] - 1
+    half = (np.maximum(width, 1.0) / 2.0)[:, None]
+    lo = np.clip(np.round(centres[None, :] - half), 0, n - 1).astype(np.intp)
+    hi = np.clip(np.round(centres[None, :] + half), 1, n).astype(np.intp)
+    hi = np.maximum(hi, lo + 1)
+    total = np.take_along_axis(cs, hi, axis=-1) - np.take_along_axis(cs, lo, axis=-1)
+    return 10.0 * np.log10(np.maximum(total / (hi - lo), _TINY))
+
+
+def _first_below(levels: np.ndarray, threshold: np.ndarray, start: np.ndarray) -> np.ndarray:
+    """First frame index ``>= start[b]`` with ``levels < threshold[b]``; ``F`` where none."""
+    frames = np.arange(levels.shape[-1])
+    hit = (levels < threshold[:, None]) & (frames[None, :] >= start[:, None])
+    return np.where(hit.any(axis=-1), np.argmax(hit, axis=-1), levels.shape[-1])
+
+
+def range_line_fit(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray):
+    """Least-squares line ``y = a + b x`` over columns ``[lo[i], hi[i])`` of each row.
+
+    ``x``: ``(F,)``; ``y``: ``(batch, F)``. Returns intercepts, slopes ``(batch,)`` (NaN where
+    fewer than two points). Closed-form normal equations on masked sums.
+    """
+    cols = np.arange(y.shape[-1])
+    mask = (cols[None, :] >= lo[:, None]) & (cols[None, :] < hi[:, None])
+    count = mask.sum(axis=-1).astype(float)
+    sx = (mask * x).sum(axis=-1)
+    sy = np.where(mask, y, 0.0).sum(axis=-1)
+    sxx = (mask * x * x).sum(axis=-1)
+    sxy = np.where(mask, y * x, 0.0).sum(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (count * sxy - sx * sy) / (count * sxx - sx * sx)
+        intercept = (sy - slope * sx) / count
+    bad = count < 2
+    return np.where(bad, np.nan, intercept), np.where(bad, np.nan, slope)
+
+
+def lundeby(energy: np.ndarray, onset: np.ndarray, fs: float,
+            settings: LundebySettings = LundebySettings()) -> Truncation:
+    """Lundeby et al. (1995) noise level and crosspoint, vectorised over the batch.
+
+    ``energy``: ``(batch, n)`` squared band-filtered IR; ``onset``: ``(batch,)`` sample index.
+
+    1. Smooth the energy in ``initial_window_s`` intervals; take the noise from the last 10 %.
+    2. Fit a line from the envelope peak down to ``noise_margin_db`` above the noise; its
+       intersection with the noise level is the preliminary crosspoint.
+    3. Repeat ``iterations`` times: re-smooth with ``intervals_per_10db`` intervals per 10 dB of
+       the current decay; average the noise from ``noise_margin_db`` of decay past the
+       crosspoint (at least the last 10 %); fit the late decay over ``late_range_db`` ending
+       ``late_floor_db`` above the noise; intersect with the noise for a new crosspoint.
+
+    Items whose decay cannot be fitted keep the whole IR (crosspoint = n, no compensation);
+    :func:`analyze` reports them through their peak-to-noise ratio.
+    """
+    batch, n = energy.shape
+    cs = _cumulative(energy)
+    hop = max(1, int(round(settings.hop_s * fs)))
+    centres = np.arange(hop / 2.0, n, hop)
+    times = centres / fs
+    tail_start = n - max(1, int(round(settings.noise_tail_fraction * n)))
+    noise = (cs[:, n] - cs[:, tail_start]) / (n - tail_start)
+
+    levels = _window_levels(cs, centres, np.full(batch, settings.initial_window_s * fs))
+    onset_frame = np.searchsorted(centres, onset)
+    after_onset = np.arange(len(centres))[None, :] >= onset_frame[:, None]
+    peak_frame = np.argmax(np.where(after_onset, levels, -np.inf), axis=-1)
+    peak_db = np.take_along_axis(levels, peak_frame[:, None], axis=-1)[:, 0]
+    noise_db = 10.0 * np.log10(np.maximum(noise, 10.0 ** (peak_db / 10.0) * 1e-30))
+
+    stop = _first_below(levels, noise_db + settings.noise_margin_db, peak_frame)
+    intercept, slope = range_line_fit(times, levels, peak_frame, stop)
+    for _ in range(settings.iterations):
+        decaying = np.isfinite(slope) & (slope < 0)
+        safe_slope = np.where(decaying, slope, -1.0)
+        crosspoint_s = (noise_db - intercept) / safe_slope
+        window = np.clip(10.0 / -safe_slope / settings.intervals_per_10db * fs, hop, n / 10.0)
+        levels = _window_levels(cs, centres, window)
+        start = np.round((crosspoint_s + settings.noise_margin_db / -safe_slope) * fs)
+        start = np.clip(np.nan_to_num(start, nan=tail_start), 0, tail_start).astype(np.intp)
+        start = np.where(decaying, start, tail_start)
+        noise = (cs[:, n] - np.take_along_axis(cs, start[:, None], axis=-1)[:, 0]) / (n - start)
+        noise_db = 10.0 * np.log10(np.maximum(noise, 10.0 ** (peak_db / 10.0) * 1e-30))
+        top = _first_below(levels, noise_db + settings.late_floor_db + settings.late_range_db, peak_frame)
+        bottom = _first_below(levels, noise_db + settings.late_floor_db, peak_frame)
+        new_intercept, new_slope = range_line_fit(times, levels, top, bottom)
+        refit = np.isfinite(new_slope) & (new_slope < 0)
+        intercept = np.where(refit, new_intercept, intercept)
+        slope = np.where(refit, new_slope, slope)
+
+    decaying = np.isfinite(slope) & (slope < 0)
+    safe_slope = np.where(decaying, slope, -1.0)
+    crosspoint_s = (noise_db - intercept) / safe_slope
+    crosspoint = np.clip(np.nan_to_num(np.round(crosspoint_s * fs), nan=n), onset + 1, n).astype(np.intp)
+    crosspoint = np.where(decaying, crosspoint, n)
+    tau = 10.0 / (np.log(10.0) * -safe_slope) * fs
+    tail = np.where(decaying & (crosspoint < n), noise * tau, 0.0)
+    return Truncation(crosspoint=crosspoint, noise=noise, slope_db_s=np.where(decaying, slope, np.nan),
+                      peak_db=peak_db, noise_db=noise_db, tail=tail, tau=tau)
+
+
+def remaining_energy(cs: np.ndarray, trunc: Truncation, index: np.ndarray) -> np.ndarray:
+    """Noise-compensated energy from sample ``index`` to infinity (Schroeder integral).
+
+    Before the crosspoint: the measured energy up to the crosspoint plus the compensation term;
+    after it: the compensation's exponential continued. ``index``: ``(batch,)`` or
+    ``(batch, k)``; returns the same shape.
+    """
+    index = np.asarray(index)
+    squeeze = index.ndim == 1
+    idx = index[:, None] if squeeze else index
+    n = cs.shape[-1] - 1
+    cp = trunc.crosspoint[:, None]
+    measured = (np.take_along_axis(cs, cp, axis=-1) - np.take_along_axis(cs, np.clip(idx, 0, n), axis=-1))
+    with np.errstate(over="ignore"):
+        model = trunc.tail[:, None] * np.exp(-(idx - cp) / trunc.tau[:, None])
+    out = np.where(idx < cp, measured + trunc.tail[:, None], model)
+    return out[:, 0] if squeeze else out
+
+
+def decay_curve_db(cs: np.ndarray, trunc: Truncation, onset: np.ndarray) -> np.ndarray:
+    """Schroeder decay curve in dB re its value at the onset, ``(batch, n)``; 0 dB before onset.
+
+    Monotonically non-increasing from the onset on, which :func:`level_crossings` relies on.
+    """
+    n = cs.shape[-1] - 1
+    batch = cs.shape[0]
+    index = np.broadcast_to(np.arange(n), (batch, n))
+    total = remaining_energy(cs, trunc, onset)
+    with np.errstate(divide="ignore"):
+        curve = 10.0 * np.log10(remaining_energy(cs, trunc, index) / total[:, None])
+    curve = np.where(index < onset[:, None], 0.0, curve)
+    return np.maximum(curve, -1000.0)
+
+
+def level_crossings(curve_db: np.ndarray, onset: np.ndarray, level_db: float) -> np.ndarray:
+    """First sample (at or after the onset) where the monotone decay curve is at or below
+    ``level_db``; ``n`` where it never gets there. ``(batch,)``."""
+    above = (curve_db > level_db).sum(axis=-1)
+    return np.maximum(above, onset)

@@ -1,0 +1,452 @@
+"""ISO 3382-1 room-acoustic parameters of a batch of impulse responses: :func:`analyze`.
+
+Per band (octave or one-third octave, :mod:`i2r.acoustics.bands`) and broadband (the unfiltered
+IR): EDT, T20, T30 (line fits to the Schroeder decay curve), C50, C80, D50, centre time Ts, and
+the broadband direct-to-reverberant ratio DRR. The batch is vectorised: one FFT for the whole
+batch, then one pass per band over all IRs at once.
+
+Honesty rules: a value that needs more dynamic range than the IR has (ISO 3382-1 5.3.3: the
+evaluation range must end at least 10 dB above the background noise, so T20 needs a 35 dB and
+T30 a 45 dB peak-to-noise ratio), a band without energy, or an IR that is all zeros gives NaN and
+a warning that names the band, the quantity and the reason. No value is ever a silent guess.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from i2r.acoustics.bands import FilterBank, band_centres, band_edges
+from i2r.acoustics.decay import (LundebySettings, Truncation, _cumulative, decay_curve_db,
+                                 level_crossings, lundeby, onset_index, remaining_energy)
+from i2r.errors import UserError
+
+BAND_KEYS = ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s")
+"""Per-band quantities, in the order of the JSON contract (DESIGN.md)."""
+DECAY_RANGES = {"edt_s": (0.0, -10.0), "t20_s": (-5.0, -25.0), "t30_s": (-5.0, -35.0)}
+"""ISO 3382-1 evaluation ranges (dB re the decay curve's start)."""
+_LABELS = {"edt_s": "EDT", "t20_s": "T20", "t30_s": "T30", "c50_db": "C50", "c80_db": "C80",
+           "d50": "D50", "ts_s": "Ts", "drr_db": "DRR"}
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """How :func:`analyze` measures; saved (``asdict``) with results.
+
+    - ``bands``: ``"octave"`` or ``"third"`` (IEC 61260-1 base-10 exact edges).
+    - ``lowest_band_hz``: lowest nominal band; None = ISO 3382-1's range (125 Hz octave, 100 Hz
+      third). The highest band is the last one the sample rate supports (see ``band_centres``).
+    - ``filter_order``: poles per band side of the zero-phase Butterworth magnitude (3 = a
+      6th-order band-pass, the usual room-acoustics choice; ISO 3382-1 asks for zero-phase or
+      time-reversed filtering, which this is).
+    - ``onset_threshold_db``: ISO 3382-1 A.3.3, the IR starts at the first sample within 20 dB
+      of its peak (per band, on the filtered response).
+    - ``lundeby``: noise handling (Lundeby et al. 1995), see :class:`LundebySettings`.
+    - ``range_margin_db``: ISO 3382-1 5.3.3: the evaluation range must end this far above the
+      noise, so a fit to ``end_db`` needs a peak-to-noise ratio of ``-end_db + margin``.
+    - ``min_inr_energy_db``: peak-to-noise ratio below which C50, C80, D50 and Ts are NaN; the
+      crosspoint, and so the noise compensation of the late energy, is unreliable below it.
+    - ``silent_band_db``: a band whose energy is this far below the broadband energy is silent.
+    - ``direct_window_s``: DRR's direct sound is the energy within +-2.5 ms of the broadband peak
+      (the IoSR toolbox ``irStats`` convention); the rest after that window is reverberant.
+    - ``chunk_size``: IRs filtered at a time (bounds memory; each chunk is fully vectorised).
+    """
+
+    bands: str = "octave"
+    lowest_band_hz: float | None = None
+    filter_order: int = 3
+    onset_threshold_db: float = -20.0
+    lundeby: LundebySettings = field(default_factory=LundebySettings)
+    range_margin_db: float = 10.0
+    min_inr_energy_db: float = 20.0
+    silent_band_db: float = -60.0
+    direct_window_s: float = 0.0025
+    chunk_size: int = 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(eq=False)
+class AcousticParameters(Mapping):
+    """Result of :func:`analyze`: attributes, and a read-only mapping with the same keys.
+
+    With batch shape ``S`` (the input's leading dimensions) and ``n_bands`` bands:
+    ``bands_hz`` ``(n_bands,)`` nominal mid-band frequencies; ``t20_s``, ``t30_s``, ``edt_s``
+    (seconds), ``c50_db``, ``c80_db`` (dB), ``d50`` (ratio 0..1), ``ts_s`` (seconds) each
+    ``S + (n_bands,)``; ``drr_db`` ``S`` (broadband); ``broadband`` a dict of the same keys plus
+    ``drr_db``, each ``S``; ``inr_db`` and ``noise_floor_db`` ``S + (n_bands,)`` (peak-to-noise
+    ratio in dB, noise level in dB re full scale of the band) and ``crosspoint_s`` (where the
+    decay meets the noise, re the onset); ``warnings``: nested lists of strings shaped like the
+    batch (``warnings[i][j]`` belongs to item ``(i, j)``; a plain list for a single IR).
+    NaN marks a value that could not be measured honestly; the reason is in ``warnings``.
+    """
+
+    fs: float
+    bands_hz: np.ndarray
+    t20_s: np.ndarray
+    t30_s: np.ndarray
+    edt_s: np.ndarray
+    c50_db: np.ndarray
+    c80_db: np.ndarray
+    d50: np.ndarray
+    ts_s: np.ndarray
+    drr_db: np.ndarray
+    broadband: dict
+    inr_db: np.ndarray
+    noise_floor_db: np.ndarray
+    crosspoint_s: np.ndarray
+    warnings: list
+    config: AnalysisConfig
+
+    _KEYS = ("fs", "bands_hz", *BAND_KEYS, "drr_db", "broadband", "inr_db", "noise_floor_db",
+             "crosspoint_s", "warnings")
+
+    def __getitem__(self, key):
+        if key not in self._KEYS:
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self):
+        return iter(self._KEYS)
+
+    def __len__(self):
+        return len(self._KEYS)
+
+    @property
+    def batch_shape(self) -> tuple:
+        return np.shape(self.drr_db)
+
+    def item_warnings(self, index=()) -> list[str]:
+        """Warnings of batch item ``index`` (an int or a tuple into the batch shape)."""
+        found = self.warnings
+        for i in np.atleast_1d(index) if np.ndim(index) or index != () else ():
+            found = found[int(i)]
+        return list(found)
+
+    def to_json_dict(self, index=()) -> dict:
+        """The DESIGN.md JSON object of batch item ``index`` (without ``"file"``), NaN -> None:
+        ``{"fs", "bands_hz", "t20_s", ..., "ts_s", "drr_db", "broadband": {...}, "warnings"}``."""
+        index = tuple(np.atleast_1d(index).tolist()) if np.ndim(index) or index != () else ()
+        record = {"fs": _json_number(self.fs), "bands_hz": [_json_number(f) for f in self.bands_hz]}
+        for key in BAND_KEYS:
+            record[key] = [_json_number(v) for v in np.asarray(getattr(self, key))[index]]
+        record["drr_db"] = _json_number(np.asarray(self.drr_db)[index])
+        record["broadband"] = {key: _json_number(np.asarray(value)[index])
+                               for key, value in self.broadband.items()}
+        record["warnings"] = self.item_warnings(index)
+        return record
+
+
+def _json_number(value):
+    value = float(value)
+    if not np.isfinite(value):
+        return None
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def validate_ir(ir, fs: float, name: str = "IR", min_duration_s: float = 0.010,
+                allow_silent: bool = False) -> np.ndarray:
+    """Check an impulse response before analysis; return it as float64.
+
+    ``ir``: array of shape ``(..., n_samples)``; ``name`` goes into the message (a file name).
+    Raises :class:`UserError` if it is empty, holds NaN or infinite values, is all zeros (unless
+    ``allow_silent``), or is shorter than ``min_duration_s`` (10 ms: less cannot hold a decay to
+    measure), or if ``fs`` is not a positive number.
+    """
+    x = np.asarray(ir, dtype=np.float64)
+    if not np.isfinite(fs) or fs <= 0:
+        raise UserError(f"{name}: sample rate {fs!r} Hz is not a positive number")
+    if x.ndim == 0 or x.shape[-1] == 0 or x.size == 0:
+        raise UserError(f"{name}: the impulse response is empty")
+    if not np.all(np.isfinite(x)):
+        raise UserError(f"{name}: the impulse response holds NaN or infinite samples")
+    if x.shape[-1] < min_duration_s * fs:
+        raise UserError(f"{name}: the impulse response is too short "
+                        f"({1e3 * x.shape[-1] / fs:.1f} ms < {1e3 * min_duration_s:.0f} ms)")
+    if not allow_silent and not np.any(x):
+        raise UserError(f"{name}: the impulse response is all zeros")
+    return x
+
+
+# --- one band, whole batch ---------------------------------------------------------------------
+
+
+@dataclass
+class _BandResult:
+    """Everything measured on one band (or broadband) for every item, arrays ``(batch,)``."""
+
+    values: dict
+    inr_db: np.ndarray
+    noise_floor_db: np.ndarray
+    crosspoint_s: np.ndarray
+    reached_db: np.ndarray
+    energy: np.ndarray
+
+
+def _prefix_fit(curve_db: np.ndarray, start: np.ndarray, stop: np.ndarray, prefix) -> np.ndarray:
+    """Slope (dB per sample) of the least-squares line through ``curve_db[b, start:stop]``.
+
+    Sums over the ranges come from prefix sums, so any number of ranges costs O(batch) each.
+    """
+    y_sum, xy_sum = prefix
+    m = (stop - start).astype(float)
+    a = start.astype(float)
+    sx = m * (2 * a + m - 1) / 2.0
+    sxx = ((a + m - 1) * (a + m) * (2 * a + 2 * m - 1) - (a - 1) * a * (2 * a - 1)) / 6.0
+    sy = np.take_along_axis(y_sum, stop[:, None], -1)[:, 0] - np.take_along_axis(y_sum, start[:, None], -1)[:, 0]
+    sxy = np.take_along_axis(xy_sum, stop[:, None], -1)[:, 0] - np.take_along_axis(xy_sum, start[:, None], -1)[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        slope = (m * sxy - sx * sy) / (m * sxx - sx * sx)
+    return np.where(m >= 2, slope, np.nan)
+
+
+def _decay_prefix(curve_db: np.ndarray):
+    n = curve_db.shape[-1]
+    y_sum = _cumulative(curve_db)
+    xy_sum = _cumulative(curve_db * np.arange(n))
+    return y_sum, xy_sum
+
+
+def _fit_decay_time(curve_db, onset, trunc, prefix, fs, start_db, end_db):
+    """Decay time (s) from the line fitted between ``start_db`` and ``end_db`` and the
+    extrapolated 60 dB, plus whether the measured (not compensated) decay reached ``end_db``."""
+    start = onset if start_db >= 0 else level_crossings(curve_db, onset, start_db)
+    end = level_crossings(curve_db, onset, end_db)
+    stop = np.minimum(end + 1, curve_db.shape[-1])
+    slope = _prefix_fit(curve_db, start, stop, prefix)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        seconds = np.where(slope < 0, -60.0 / (slope * fs), np.nan)
+    return seconds, end < trunc.crosspoint
+
+
+def _measure_band(signal: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
+                  noise_handling: bool = True) -> _BandResult:
+    """All quantities of one band for the whole batch; ``signal``: ``(batch, n)``."""
+    energy = signal * signal
+    batch, n = energy.shape
+    onset = onset_index(energy, config.onset_threshold_db)
+    trunc = lundeby(energy, onset, fs, config.lundeby)
+    if not noise_handling:
+        trunc = Truncation(np.full(batch, n), trunc.noise, trunc.slope_db_s, trunc.peak_db,
+                           trunc.noise_db, np.zeros(batch), trunc.tau)
+    cs = _cumulative(energy)
+    curve = decay_curve_db(cs, trunc, onset)
+    prefix = _decay_prefix(curve)
+    values = {}
+    for key, (start_db, end_db) in ranges.items():
+        values[key], values[key + ":reached"] = _fit_decay_time(curve, onset, trunc, prefix, fs, start_db, end_db)
+    values.update(_energy_parameters(energy, cs, trunc, onset, fs))
+    with np.errstate(divide="ignore"):
+        noise_floor_db = 10.0 * np.log10(trunc.noise)
+    return _BandResult(values=values, inr_db=trunc.inr_db, noise_floor_db=noise_floor_db,
+                       crosspoint_s=(trunc.crosspoint - onset) / fs,
+                       reached_db=curve[np.arange(batch), np.maximum(trunc.crosspoint - 1, onset)],
+                       energy=cs[:, -1])
+
+
+def _energy_parameters(energy, cs, trunc, onset, fs) -> dict:
+    """C50, C80 (dB), D50 and centre time Ts (s) from the noise-compensated energies (ISO 3382-1
+    A.2): the energy after 50/80 ms and after the onset are Schroeder integrals."""
+    n = energy.shape[-1]
+    total = remaining_energy(cs, trunc, onset)
+    late50 = remaining_energy(cs, trunc, onset + round(0.050 * fs))
+    late80 = remaining_energy(cs, trunc, onset + round(0.080 * fs))
+    samples = np.arange(n)
+    within = (samples[None, :] >= onset[:, None]) & (samples[None, :] < trunc.crosspoint[:, None])
+    moment = np.where(within, energy * (samples[None, :] - onset[:, None]), 0.0).sum(axis=-1)
+    moment += trunc.tail * (trunc.crosspoint - onset + trunc.tau)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return {"c50_db": 10.0 * np.log10((total - late50) / late50),
+                "c80_db": 10.0 * np.log10((total - late80) / late80),
+                "d50": (total - late50) / total,
+                "ts_s": moment / total / fs}
+
+
+def _direct_to_reverberant(signal: np.ndarray, fs: float, config: AnalysisConfig) -> np.ndarray:
+    """DRR (dB): energy within +-``direct_window_s`` of the broadband peak over the
+    noise-compensated energy after that window. ``signal``: ``(batch, n)`` -> ``(batch,)``."""
+    energy = signal * signal
+    batch, n = energy.shape
+    peak = np.argmax(energy, axis=-1)
+    half = int(round(config.direct_window_s * fs))
+    lo, hi = np.maximum(peak - half, 0), np.minimum(peak + half + 1, n)
+    cs = _cumulative(energy)
+    trunc = lundeby(energy, onset_index(energy, config.onset_threshold_db), fs, config.lundeby)
+    direct = np.take_along_axis(cs, hi[:, None], -1)[:, 0] - np.take_along_axis(cs, lo[:, None], -1)[:, 0]
+    reverberant = remaining_energy(cs, trunc, hi)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return 10.0 * np.log10(direct / reverberant)
+
+
+# --- checks and warnings -----------------------------------------------------------------------
+
+
+def _apply_checks(result: _BandResult, broadband_energy: np.ndarray, config: AnalysisConfig,
+                  ranges: dict, label: str, notes: list) -> dict:
+    """NaN out what cannot be measured honestly; append ``(flat_index, message)`` to ``notes``."""
+    out = {}
+    with np.errstate(divide="ignore", invalid="ignore"):
+        relative_db = 10.0 * np.log10(result.energy / broadband_energy)
+    silent = ~(result.energy > 0) | (relative_db < config.silent_band_db) | ~(broadband_energy > 0)
+    for i in np.flatnonzero(silent):
+        if broadband_energy[i] > 0:
+            notes.append((i, f"{label}: silent band (energy {relative_db[i]:.1f} dB re broadband, "
+                             f"threshold {config.silent_band_db:.0f} dB); all its values are NaN"))
+    inr = result.inr_db
+    for key, (_, end_db) in ranges.items():
+        needed = -end_db + config.range_margin_db
+        value = result.values[key]
+        low = ~silent & ~(inr >= needed)
+        short = ~silent & ~low & ~result.values[key + ":reached"]
+        bad_fit = ~silent & ~low & ~short & ~np.isfinite(value)
+        for i in np.flatnonzero(low):
+            notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: peak-to-noise ratio "
+                             f"{inr[i]:.1f} dB < {needed:.0f} dB needed (ISO 3382-1: the evaluation "
+                             f"range must end {config.range_margin_db:.0f} dB above the noise)"))
+        for i in np.flatnonzero(short):
+            notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: the measured decay reaches only "
+                             f"{result.reached_db[i]:.1f} dB before meeting the noise, not {end_db:.0f} dB"))
+        for i in np.flatnonzero(bad_fit):
+            notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: no decay in the evaluation range"))
+        out[key] = np.where(silent | low | short, np.nan, value)
+    weak = ~silent & ~(inr >= config.min_inr_energy_db)
+    for i in np.flatnonzero(weak):
+        notes.append((i, f"{label}: C50, C80, D50 and Ts are NaN: peak-to-noise ratio {inr[i]:.1f} dB "
+                         f"< {config.min_inr_energy_db:.0f} dB, too little to separate decay from noise"))
+    for key in ("c50_db", "c80_db", "d50", "ts_s"):
+        value = result.values[key]
+        undefined = ~silent & ~weak & ~np.isfinite(value)
+        for i in np.flatnonzero(undefined):
+            notes.append((i, f"{label}: {_LABELS[key]} is NaN: the impulse response is too short after its onset"))
+        out[key] = np.where(silent | weak | undefined, np.nan, value)
+    return out
+
+
+def _nested_warnings(notes: list, batch_shape: tuple) -> list:
+    flat = [[] for _ in range(int(np.prod(batch_shape, dtype=int)))]
+    for i, message in notes:
+        flat[i].append(message)
+    if not batch_shape:
+        return flat[0]
+    nested = np.empty(len(flat), dtype=object)
+    nested[:] = flat
+    return nested.reshape(batch_shape).tolist()
+
+
+# --- public entry points -----------------------------------------------------------------------
+
+
+def _band_label(hz: float) -> str:
+    return f"{hz:g} Hz" if hz < 1000 else f"{hz / 1000:g} kHz"
+
+
+def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
+                 noise_handling: bool = True):
+    """Filter a ``(batch, n)`` chunk and measure every band; returns per-band dicts, broadband
+    dict, DRR, and the notes (warnings)."""
+    centres = band_centres(config.bands, fs, config.lowest_band_hz)
+    lower, upper = band_edges(config.bands, centres)
+    bank = FilterBank(x, fs, lower, upper, config.filter_order)
+    broadband_result = _measure_band(x, fs, config, ranges, noise_handling)
+    total = broadband_result.energy
+    notes: list = []
+    for i in np.flatnonzero(~(total > 0)):
+        notes.append((i, "the impulse response is all zeros; every value is NaN"))
+    bands = []
+    for k, hz in enumerate(centres):
+        result = _measure_band(bank.band(k), fs, config, ranges, noise_handling)
+        values = _apply_checks(result, total, config, ranges, _band_label(hz), notes)
+        bands.append((values, result))
+    broadband = _apply_checks(broadband_result, total, config, ranges, "broadband", notes)
+    drr = np.where(total > 0, _direct_to_reverberant(x, fs, config), np.nan)
+    return centres, bands, (broadband, broadband_result), drr, notes
+
+
+def analyze(ir, fs: float, bands: str = "octave", config: AnalysisConfig | None = None) -> AcousticParameters:
+    """ISO 3382-1 parameters of impulse responses ``ir`` of shape ``(..., n_samples)`` at ``fs`` Hz.
+
+    Per band (IEC 61260-1 octave or one-third-octave, zero-phase) and broadband:
+    EDT (fit 0 to -10 dB), T20 (-5 to -25 dB), T30 (-5 to -35 dB), each a least-squares line on
+    the Schroeder decay curve extrapolated to 60 dB; C50, C80 (dB), D50 and centre time Ts (s).
+    Broadband only: DRR (dB) with the direct sound = +-2.5 ms around the peak.
+
+    The decay curve starts at the ISO 3382-1 onset (first sample within 20 dB of the peak) and
+    handles noise by Lundeby et al. (1995): it is truncated where the decay meets the noise and
+    the truncated energy is added back from the late decay's exponential. Early/late energies
+    of C50/C80/D50/Ts are taken from the same compensated curve, so noise does not inflate them.
+
+    ``bands`` is used when ``config`` is None; otherwise ``config.bands`` rules. Returns
+    :class:`AcousticParameters` (arrays with the batch shape in front; NaN + warning where a
+    value cannot be measured honestly). Raises :class:`UserError` for empty, non-finite or too
+    short input.
+    """
+    config = config or AnalysisConfig(bands=bands)
+    x = validate_ir(ir, fs, allow_silent=True)
+    batch_shape = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])
+    chunks = [_measure_all(flat[i:i + config.chunk_size], fs, config, DECAY_RANGES)
+              for i in range(0, len(flat), config.chunk_size)]
+    return _assemble(chunks, fs, config, batch_shape)
+
+
+def _assemble(chunks, fs, config, batch_shape) -> AcousticParameters:
+    centres = chunks[0][0]
+    offsets = np.cumsum([0] + [len(c[3]) for c in chunks])
+    notes = [(int(i + offsets[c]), msg) for c, chunk in enumerate(chunks) for i, msg in chunk[4]]
+
+    def per_band(key, source=lambda values, result, key: values[key]):
+        stacked = np.concatenate([np.stack([source(v, r, key) for v, r in chunk[1]], axis=-1)
+                                  if chunk[1] else np.zeros((len(chunk[3]), 0)) for chunk in chunks])
+        return stacked.reshape(batch_shape + (len(centres),))
+
+    def whole(values) -> np.ndarray:
+        return np.concatenate(values).reshape(batch_shape)
+
+    broadband = {key: whole([chunk[2][0][key] for chunk in chunks]) for key in BAND_KEYS}
+    broadband["drr_db"] = whole([chunk[3] for chunk in chunks])
+    return AcousticParameters(
+        fs=fs, bands_hz=centres,
+        **{key: per_band(key) for key in BAND_KEYS},
+        drr_db=broadband["drr_db"], broadband=broadband,
+        inr_db=per_band("inr_db", lambda v, r, k: r.inr_db),
+        noise_floor_db=per_band("noise_floor_db", lambda v, r, k: r.noise_floor_db),
+        crosspoint_s=per_band("crosspoint_s", lambda v, r, k: r.crosspoint_s),
+        warnings=_nested_warnings(sorted(notes, key=lambda note: note[0]), batch_shape),
+        config=config)
+
+
+def decay_time(ir, fs: float, bands: str = "octave", start_db: float = -5.0, end_db: float = -35.0,
+               noise_handling: bool = True, check_range: bool = True,
+               config: AnalysisConfig | None = None):
+    """Decay time (s) from a line fitted to the Schroeder curve between ``start_db`` and
+    ``end_db`` (dB re its start) and extrapolated to 60 dB; per band and broadband.
+
+    ``ir``: ``(..., n_samples)``. Returns ``(bands_hz (n_bands,), per_band S + (n_bands,),
+    broadband S)``. With the defaults this is T30 as in :func:`analyze`.
+
+    The IoSR MATLAB toolbox ``irStats`` definition that the Image2Reverb evaluation used is
+    ``start_db=0, end_db=-60, noise_handling=False, check_range=False``: plain Schroeder
+    integration over the whole file and a fit over everything from 0 to -60 dB. Its limitations:
+    the fit includes the early decay (EDT-like, sensitive to the direct sound), and without noise
+    handling the curve bends near the end (noise raises it, truncation drops it), so the number
+    depends on the file length and the noise, and extrapolates where the IR has < 60 dB of range.
+    With ``check_range`` the ISO 3382-1 dynamic-range rule applies (NaN where it fails).
+    """
+    config = config or AnalysisConfig(bands=bands)
+    x = validate_ir(ir, fs, allow_silent=True)
+    batch_shape = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])
+    ranges = {"decay_s": (float(start_db), float(end_db))}
+    per_band, broadband = [], []
+    for i in range(0, len(flat), config.chunk_size):
+        centres, bands_out, (bb_values, bb_result), _, _ = _measure_all(
+            flat[i:i + config.chunk_size], fs, config, ranges, noise_handling)
+        pick = (lambda values, result: values["decay_s"]) if check_range else \
+            (lambda values, result: result.values["decay_s"])
+        per_band.append(np.stack([pick(v, r) for v, r in bands_out], axis=-1))
+        broadband.append(pick(bb_values, bb_result))
+    return (centres, np.concatenate(per_band).reshape(batch_shape + (len(centres),)),
+            np.concatenate(broadband).reshape(batch_shape))
