@@ -21,7 +21,7 @@ __all__ = ["AcousticParameters", "AnalysisConfig", "LundebySettings", "analyze",
 def __getattr__(name):
     # torch is imported only when the proxy is used, so `i2r analyze` starts fast.
     if name == "t60p":
-        from i2r.acoustics.t60p import t60p
+        from i2r.acoustics.proxy import t60p
 
         return t60p
     raise AttributeError(f"module 'i2r.acoustics' has no attribute {name!r}")
