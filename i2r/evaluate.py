@@ -1,0 +1,509 @@
+"""Evaluation: checkpoint -> generated IRs for a paired test set -> metrics (Singh et al. 2021, Sec. 3.2).
+
+The paper's headline number is a signed T60 error per example, ``(generated - true) / true * 100``.
+Its MATLAB script was never published, so here the definition is explicit, selectable and written
+into every output (``t60_definition``):
+
+- ``t30`` (default): ISO 3382-1's single number, the mean of T30 (-5 to -35 dB fit to the
+  Lundeby-compensated Schroeder curve) in the 500 Hz and 1 kHz octave bands;
+- ``irstats``: the IoSR MATLAB toolbox ``irStats`` default the paper used, a fit from 0 to -60 dB
+  of the same curve, same two bands;
+- ``t60p``: the paper's differentiable proxy on the fullband spectrogram (``i2r.acoustics.t60p``).
+
+An example whose ground truth cannot be measured honestly (too little dynamic range) is excluded
+and counted with its reason, never averaged in. Under ``torchrun`` each process evaluates a shard
+of the test set and rank 0 gathers and writes the results.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.fft import dct
+from scipy.stats import spearmanr
+from tqdm import tqdm
+
+from i2r.acoustics import analyze, decay_time, t60p
+from i2r.audio import HOP, N_FFT, SAMPLE_RATE, ir_to_logspec, save_wav
+from i2r.errors import UserError
+from i2r.files import atomic_open, atomic_write_text
+
+T60_DEFINITIONS = {
+    "t30": "ISO 3382-1 single number: mean of T30 (-5 to -35 dB fit, Lundeby-compensated Schroeder "
+           "decay) in the 500 Hz and 1 kHz octave bands",
+    "irstats": "IoSR irStats default as used by the paper: line fit from 0 to -60 dB of the "
+               "Schroeder decay, mean of the 500 Hz and 1 kHz octave bands",
+    "t60p": "the paper's T60 proxy: fullband spectrogram energy, Schroeder integration, -5 to -25 dB "
+            "crossings extrapolated to 60 dB",
+}
+MID_BANDS_HZ = (500.0, 1000.0)
+BAND_METRICS = ("t30_s", "edt_s", "c50_db")
+
+
+@dataclass
+class EvalConfig:
+    """Settings of one evaluation run; written into ``metrics.json`` so every number is traceable."""
+
+    checkpoint: str
+    data: str
+    out: str = "reports/eval"
+    split: str = "test"
+    depth: str | None = None
+    t60_definition: str = "t30"
+    batch_size: int = 8
+    seed: int = 0
+    save_wavs: bool = False
+    baseline: str | None = None
+    places_weights: str | None = None
+    device: str = "auto"
+
+    def __post_init__(self):
+        if self.t60_definition not in T60_DEFINITIONS:
+            raise UserError(f"unknown T60 definition {self.t60_definition!r}; choose one of {sorted(T60_DEFINITIONS)}")
+        if self.baseline not in (None, "nn"):
+            raise UserError(f"unknown baseline {self.baseline!r}; the only baseline is 'nn'")
+        if self.batch_size < 1:
+            raise UserError("batch size must be at least 1")
+
+
+# --- metrics of a pair of IRs --------------------------------------------------------------------
+
+
+def single_number_t60(irs: np.ndarray, definition: str, fs: int = SAMPLE_RATE) -> tuple[np.ndarray, list[str]]:
+    """T60 in seconds of IRs ``(B, n_samples)`` under ``definition`` (see :data:`T60_DEFINITIONS`).
+
+    Returns ``(t60 (B,), reasons)`` where ``reasons[i]`` explains a NaN (empty when finite).
+    """
+    irs = np.asarray(irs, dtype=np.float64)
+    if definition == "t60p":
+        logspec = ir_to_logspec(torch.as_tensor(irs))
+        values = t60p(logspec.double(), frame_rate_hz=fs / HOP).numpy()
+        return values, ["" if np.isfinite(v) else "T60p: no -25 dB crossing" for v in values]
+    if definition == "t30":
+        params = analyze(irs, fs, bands="octave")
+        bands, per_band = params.bands_hz, params.t30_s
+        notes = [[w for w in item if _mentions_mid_band(w)] for item in params.warnings]
+    else:
+        # irStats: plain Schroeder integral over the whole file, fit 0 to -60 dB, no range check.
+        bands, per_band, _ = decay_time(irs, fs, bands="octave", start_db=0.0, end_db=-60.0,
+                                        noise_handling=False, check_range=False)
+        notes = [[] for _ in range(len(irs))]
+    columns = [int(np.argmin(np.abs(np.asarray(bands) - hz))) for hz in MID_BANDS_HZ]
+    values = np.asarray(per_band)[:, columns].mean(axis=1)
+    reasons = ["" if np.isfinite(v) else ("; ".join(n) or "the 500 Hz / 1 kHz decay is not measurable")
+               for v, n in zip(values, notes)]
+    return values, reasons
+
+
+def _mentions_mid_band(warning: str) -> bool:
+    """Does an :func:`analyze` warning concern the bands of the single number (labels as it writes them)?"""
+    return "500 Hz" in warning or "1 kHz" in warning
+
+
+def log_spectral_distance_db(logspec_a: torch.Tensor, logspec_b: torch.Tensor) -> torch.Tensor:
+    """Log-spectral distance in dB between natural-log magnitude spectrograms ``(..., F, T)``.
+
+    ``LSD = mean_t sqrt(mean_f (20 log10|A| - 20 log10|B|)^2)`` (Gray & Markel 1976).
+    """
+    diff_db = (20.0 / np.log(10.0)) * (logspec_a - logspec_b)
+    return diff_db.square().mean(dim=-2).sqrt().mean(dim=-1)
+
+
+def _mel_filterbank(fs: int, n_fft: int, n_mels: int) -> np.ndarray:
+    """Slaney-style triangular mel filters ``(n_mels, n_fft // 2 + 1)``, area-normalised (librosa's default)."""
+    def hz_to_mel(f):
+        f = np.asarray(f, dtype=np.float64)
+        linear = f / (200.0 / 3)
+        log_part = 15.0 + np.log(np.maximum(f, 1e-9) / 1000.0) / (np.log(6.4) / 27.0)
+        return np.where(f >= 1000.0, log_part, linear)
+
+    def mel_to_hz(m):
+        m = np.asarray(m, dtype=np.float64)
+        return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), (200.0 / 3) * m)
+
+    edges = mel_to_hz(np.linspace(hz_to_mel(0.0), hz_to_mel(fs / 2), n_mels + 2))
+    freqs = np.linspace(0, fs / 2, n_fft // 2 + 1)
+    lower = (freqs[None, :] - edges[:-2, None]) / (edges[1:-1] - edges[:-2])[:, None]
+    upper = (edges[2:, None] - freqs[None, :]) / (edges[2:] - edges[1:-1])[:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    return weights * (2.0 / (edges[2:] - edges[:-2]))[:, None]
+
+
+def mfcc(irs: np.ndarray, fs: int = SAMPLE_RATE, n_mfcc: int = 20, n_fft: int = 2048,
+         hop: int = 512, n_mels: int = 128) -> np.ndarray:
+    """MFCCs ``(B, n_mfcc, n_frames)`` of signals ``(B, n_samples)`` with librosa's defaults.
+
+    Power spectrogram (Hann, centred), Slaney mel filters, ``10 log10`` with an 80 dB top-down
+    floor, DCT-II (orthonormal): what the original evaluation script computed with librosa.
+    """
+    x = torch.as_tensor(np.asarray(irs, dtype=np.float32))
+    spec = torch.stft(x, n_fft, hop, window=torch.hann_window(n_fft), center=True, return_complex=True)
+    power = spec.abs().square().numpy()
+    mel = np.einsum("mf,bft->bmt", _mel_filterbank(fs, n_fft, n_mels), power)
+    db = 10.0 * np.log10(np.maximum(mel, 1e-10))
+    db = np.maximum(db, db.max(axis=(1, 2), keepdims=True) - 80.0)
+    return dct(db, type=2, axis=1, norm="ortho")[:, :n_mfcc]
+
+
+def mfcc_spearman(irs_a: np.ndarray, irs_b: np.ndarray) -> np.ndarray:
+    """Spearman rank correlation ``(B,)`` between the flattened MFCCs of paired IRs ``(B, n)``."""
+    a, b = mfcc(irs_a), mfcc(irs_b)
+    return np.array([spearmanr(x.ravel(), y.ravel()).statistic for x, y in zip(a, b)])
+
+
+def error_stats(errors_pct) -> dict:
+    """Mean, SD (n - 1), median, IQR and median |error| of signed percentage errors (NaNs dropped)."""
+    e = np.asarray([v for v in errors_pct if v is not None and np.isfinite(v)], dtype=np.float64)
+    if e.size == 0:
+        return {"n": 0, "mean": None, "sd": None, "median": None, "iqr": None, "median_abs": None}
+    q1, q3 = np.percentile(e, [25, 75])
+    return {"n": int(e.size), "mean": float(e.mean()), "sd": float(e.std(ddof=1)) if e.size > 1 else 0.0,
+            "median": float(np.median(e)), "iqr": float(q3 - q1), "median_abs": float(np.median(np.abs(e)))}
+
+
+def percent_error(generated: np.ndarray, true: np.ndarray) -> np.ndarray:
+    """Signed ``(generated - true) / true * 100``, NaN where either is not finite."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (np.asarray(generated) - np.asarray(true)) / np.asarray(true) * 100.0
+
+
+# --- running an evaluation -----------------------------------------------------------------------
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when present, else CPU; otherwise the named device."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _process_group() -> tuple[int, int]:
+    """(rank, world size); joins the ``torchrun`` process group when launched under it."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _gather(records: list, rank: int, world: int) -> list:
+    """All ranks' records on rank 0 (others get an empty list), in dataset order."""
+    if world == 1:
+        return records
+    import torch.distributed as dist
+
+    gathered = [None] * world if rank == 0 else None
+    dist.gather_object(records, gathered, dst=0)
+    if rank != 0:
+        return []
+    return sorted((r for part in gathered for r in part), key=lambda r: r["index"])
+
+
+def _example_noise(model, indices, seed: int, device) -> torch.Tensor:
+    """Noise ``(B, 147)`` drawn per example from ``(seed, index)``: independent of batching and sharding."""
+    rows = [torch.randn(model.config.noise_dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i)))
+            for i in indices]
+    return torch.stack(rows).to(device)
+
+
+def _measure(irs: np.ndarray) -> dict:
+    """Per-example acoustic parameters of IRs ``(B, 130977)`` at 22,050 Hz, octave bands."""
+    params = analyze(irs, SAMPLE_RATE, bands="octave")
+    return {"bands_hz": params.bands_hz, "t30_s": params.t30_s, "edt_s": params.edt_s,
+            "c50_db": params.c50_db, "drr_db": params.drr_db, "warnings": params.warnings}
+
+
+def _single_numbers(irs: np.ndarray, measured: dict, definition: str) -> tuple[np.ndarray, list[str]]:
+    if definition != "t30":
+        return single_number_t60(irs, definition)
+    columns = [int(np.argmin(np.abs(measured["bands_hz"] - hz))) for hz in MID_BANDS_HZ]
+    values = measured["t30_s"][:, columns].mean(axis=1)
+    reasons = ["" if np.isfinite(v) else ("; ".join(w for w in warns if _mentions_mid_band(w))
+                                          or "the 500 Hz / 1 kHz decay is not measurable")
+               for v, warns in zip(values, measured["warnings"])]
+    return values, reasons
+
+
+def _batches(indices, size):
+    for start in range(0, len(indices), size):
+        yield indices[start:start + size]
+
+
+def _evaluate_shard(model, norm, dataset, indices, config: EvalConfig, device, wav_dir: Path | None) -> list[dict]:
+    """Generate and measure the examples ``indices`` of ``dataset``; one record per example."""
+    from i2r.audio import logspec_to_ir
+
+    depth_mode = config.depth if config.depth is not None else model.config.depth_mode
+    records = []
+    progress = tqdm(total=len(indices), desc="eval", unit="ex", disable=None, file=None)
+    for batch in _batches(list(indices), config.batch_size):
+        items = [dataset[i] for i in batch]
+        images = torch.stack([item["image"] for item in items]).to(device)
+        target = torch.stack([item["logspec"] for item in items]).to(device)
+        with torch.inference_mode():
+            features, _ = model.encode(images, depth_mode)
+            output = model.generate(features, _example_noise(model, batch, config.seed, device))
+            logspec = norm.denormalize(output)
+            irs_gen = logspec_to_ir(logspec.squeeze(1).float().cpu()).numpy()
+        irs_true = np.stack([np.asarray(item["ir"], dtype=np.float64) for item in items])
+        true_m, gen_m = _measure(irs_true), _measure(irs_gen)
+        t60_true, true_reasons = _single_numbers(irs_true, true_m, config.t60_definition)
+        t60_gen, gen_reasons = _single_numbers(irs_gen, gen_m, config.t60_definition)
+        lsd = log_spectral_distance_db(logspec.float(), target.float()).flatten(1).mean(1).cpu().numpy()
+        l1 = (output.float() - norm.normalize(target).float()).abs().flatten(1).mean(1).cpu().numpy()
+        rho = mfcc_spearman(irs_gen, irs_true)
+        for k, (index, item) in enumerate(zip(batch, items)):
+            record = {
+                "index": int(index), "image": str(item["image_path"]), "ir_true": str(item["ir_path"]),
+                "scene": item.get("scene", ""),
+                "t60_true_s": float(t60_true[k]), "t60_generated_s": float(t60_gen[k]),
+                "t60_error_pct": float(percent_error(t60_gen[k], t60_true[k])),
+                "excluded_reason": true_reasons[k], "generated_reason": gen_reasons[k],
+                "drr_true_db": float(true_m["drr_db"][k]), "drr_generated_db": float(gen_m["drr_db"][k]),
+                "lsd_db": float(lsd[k]), "l1_spectrogram": float(l1[k]), "mfcc_spearman": float(rho[k]),
+            }
+            for key in BAND_METRICS:
+                name, unit = key.rsplit("_", 1)
+                for hz, t, g in zip(true_m["bands_hz"], true_m[key][k], gen_m[key][k]):
+                    record[f"{name}_{hz:g}_true_{unit}"] = float(t)
+                    record[f"{name}_{hz:g}_generated_{unit}"] = float(g)
+            if wav_dir is not None:
+                wav_path = wav_dir / f"{int(index):05d}_{Path(item['image_path']).stem}.wav"
+                save_wav(wav_path, irs_gen[k], SAMPLE_RATE)
+                record["ir_generated"] = str(wav_path)
+            records.append(record)
+        progress.update(len(batch))
+    progress.close()
+    return records
+
+
+# --- nearest-neighbour baseline --------------------------------------------------------------------
+
+
+def _embedder(config: EvalConfig, model, device):
+    """(name, function images (B, 3, H, W) in [0, 1] -> embeddings (B, D)) for the NN baseline.
+
+    With ``places_weights`` this is the paper's baseline: the pooled 2048-d features of the
+    Places365 ResNet-50. Without them (no download is possible here) the checkpoint's own scene
+    encoder is used, which makes the baseline stronger, not weaker: it sees what the model sees.
+    """
+    from i2r.models.image2reverb import IMAGENET_MEAN, IMAGENET_STD
+    from i2r.models.resnet import resnet50
+    from i2r.models.weights import load_places365
+
+    if config.places_weights:
+        net = resnet50(in_channels=3, num_classes=365)
+        load_places365(config.places_weights, net)
+        net.fc = torch.nn.Identity()
+        net = net.to(device).eval()
+        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+
+        def embed(images):
+            images = torch.nn.functional.interpolate(images, size=(224, 224), mode="bilinear", align_corners=False)
+            return net((images - mean) / std)
+
+        return "Places365 ResNet-50 pooled features (2048-d)", embed
+
+    depth_mode = config.depth if config.depth is not None else model.config.depth_mode
+
+    def embed(images):
+        return model.encode(images, depth_mode)[0]
+
+    return "the checkpoint's scene encoder (365-d; no Places365 weights given)", embed
+
+
+def _embed_all(dataset, indices, embed, batch_size, device, desc) -> torch.Tensor:
+    rows = []
+    for batch in tqdm(list(_batches(list(indices), batch_size)), desc=desc, unit="batch", disable=None):
+        images = torch.stack([dataset[i]["image"] for i in batch]).to(device)
+        with torch.inference_mode():
+            rows.append(torch.nn.functional.normalize(embed(images).float().flatten(1), dim=1).cpu())
+    return torch.cat(rows)
+
+
+def nearest_neighbour_baseline(config: EvalConfig, model, train_set, test_set, records, device) -> str:
+    """Add ``ir_nn``, ``t60_nn_s`` and ``t60_nn_error_pct`` to ``records``: the training IR whose image
+    embedding is nearest (cosine) to the test image's. Returns the embedding's description."""
+    name, embed = _embedder(config, model, device)
+    train = _embed_all(train_set, range(len(train_set)), embed, config.batch_size, device, "nn: train")
+    test = _embed_all(test_set, [r["index"] for r in records], embed, config.batch_size, device, "nn: test")
+    nearest = (test @ train.T).argmax(dim=1).tolist()
+    chosen = sorted(set(nearest))
+    irs = np.stack([np.asarray(train_set[i]["ir"], dtype=np.float64) for i in chosen])
+    t60, _ = _single_numbers(irs, _measure(irs), config.t60_definition)
+    by_index = dict(zip(chosen, t60))
+    for record, j in zip(records, nearest):
+        record["ir_nn"] = str(train_set[j]["ir_path"])
+        record["t60_nn_s"] = float(by_index[j])
+        record["t60_nn_error_pct"] = float(percent_error(by_index[j], record["t60_true_s"]))
+    return name
+
+
+# --- summarising and writing -----------------------------------------------------------------------
+
+
+def summarize(records: list[dict], config: EvalConfig) -> dict:
+    """The ``metrics.json`` document of evaluated ``records`` (see DESIGN.md for the contract)."""
+    kept = [r for r in records if not r["excluded_reason"]]
+    excluded = [{"image": r["image"], "ir_true": r["ir_true"], "reason": r["excluded_reason"]}
+                for r in records if r["excluded_reason"]]
+    unmeasurable = [{"image": r["image"], "reason": r["generated_reason"]} for r in kept if r["generated_reason"]]
+    per_band = {}
+    bands = sorted({float(k.split("_")[1]) for k in (records[0] if records else {}) if k.startswith("t30_") and k.endswith("_true_s")})
+    for key in BAND_METRICS + ("drr_db",):
+        name, unit = key.rsplit("_", 1)
+        if key == "drr_db":
+            diffs = [[r["drr_generated_db"] - r["drr_true_db"] for r in kept]]
+        elif unit == "s":
+            diffs = [[percent_error(r[f"{name}_{hz:g}_generated_s"], r[f"{name}_{hz:g}_true_s"]) for r in kept] for hz in bands]
+        else:
+            diffs = [[r[f"{name}_{hz:g}_generated_db"] - r[f"{name}_{hz:g}_true_db"] for r in kept] for hz in bands]
+        label = f"{name}_error_pct" if unit == "s" else f"{name}_error_db"
+        stats = [error_stats(d) for d in diffs]
+        per_band[label] = {stat: [s[stat] for s in stats] for stat in ("n", "mean", "sd", "median", "median_abs")}
+    per_band["bands_hz"] = bands
+    metrics = {
+        "n": len(kept),
+        "n_total": len(records),
+        "excluded": excluded,
+        "t60_definition": config.t60_definition,
+        "t60_definition_text": T60_DEFINITIONS[config.t60_definition],
+        "t60_error_pct": error_stats([r["t60_error_pct"] for r in kept]),
+        "generated_unmeasurable": unmeasurable,
+        "per_band": per_band,
+        "lsd_db": error_stats([r["lsd_db"] for r in kept]),
+        "l1_spectrogram": error_stats([r["l1_spectrogram"] for r in kept]),
+        "mfcc_spearman": error_stats([r["mfcc_spearman"] for r in kept]),
+        "config": dataclasses.asdict(config),
+    }
+    if kept and "t60_nn_error_pct" in kept[0]:
+        metrics["baseline_nn"] = {"t60_error_pct": error_stats([r["t60_nn_error_pct"] for r in kept])}
+    return metrics
+
+
+def write_per_example_csv(records: list[dict], path: Path) -> None:
+    """One row per example; the DESIGN.md columns first, then every measured field."""
+    first = ["image", "ir_true", "t60_true_s", "t60_generated_s", "t60_error_pct"]
+    if records and "ir_generated" in records[0]:
+        first.append("ir_generated")
+    rest = [k for k in (records[0] if records else {}) if k not in first]
+    with atomic_open(path, "w") as handle:
+        writer = csv.DictWriter(handle, fieldnames=first + rest)
+        writer.writeheader()
+        for record in records:
+            writer.writerow({k: ("" if isinstance(v, float) and not np.isfinite(v) else v) for k, v in record.items()})
+
+
+def plot_errors(records: list[dict], out_dir: Path) -> list[Path]:
+    """``t60_error.png`` (violin + box of the signed error, model and NN baseline) and
+    ``t60_scatter.png`` (generated vs true T30 per octave band and single number, log axes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kept = [r for r in records if not r["excluded_reason"]]
+    series = {"model": [r["t60_error_pct"] for r in kept]}
+    if kept and "t60_nn_error_pct" in kept[0]:
+        series["NN baseline"] = [r["t60_nn_error_pct"] for r in kept]
+    series = {k: [v for v in vals if np.isfinite(v)] for k, vals in series.items()}
+    series = {k: v for k, v in series.items() if v}
+    written = []
+    fig, ax = plt.subplots(figsize=(5, 4))
+    if series:
+        ax.violinplot(list(series.values()), showmedians=True)
+        ax.boxplot(list(series.values()), widths=0.15)
+        ax.set_xticks(range(1, len(series) + 1), list(series))
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel("T60 error (%)")
+    ax.set_title("Signed T60 error, (generated - true) / true")
+    fig.tight_layout()
+    written.append(out_dir / "t60_error.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+
+    bands = sorted({float(k.split("_")[1]) for k in (kept[0] if kept else {}) if k.startswith("t30_") and k.endswith("_true_s")})
+    panels = [(f"T30 {hz:g} Hz", f"t30_{hz:g}_true_s", f"t30_{hz:g}_generated_s") for hz in bands]
+    panels.append(("single number", "t60_true_s", "t60_generated_s"))
+    cols = min(4, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
+    for ax, (title, true_key, gen_key) in zip(axes.ravel(), panels):
+        t = np.array([r[true_key] for r in kept], dtype=float)
+        g = np.array([r[gen_key] for r in kept], dtype=float)
+        ok = np.isfinite(t) & np.isfinite(g) & (t > 0) & (g > 0)
+        ax.scatter(t[ok], g[ok], s=10, alpha=0.7)
+        if ok.any():
+            lo, hi = min(t[ok].min(), g[ok].min()) * 0.8, max(t[ok].max(), g[ok].max()) * 1.25
+            ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("true (s)", fontsize=8)
+        ax.set_ylabel("generated (s)", fontsize=8)
+    for ax in axes.ravel()[len(panels):]:
+        ax.axis("off")
+    fig.tight_layout()
+    written.append(out_dir / "t60_scatter.png")
+    fig.savefig(written[-1], dpi=120)
+    plt.close(fig)
+    return written
+
+
+def evaluate(config: EvalConfig) -> dict | None:
+    """Run the evaluation of ``config``; returns the metrics on rank 0 (None on other ranks).
+
+    Writes ``metrics.json``, ``per_example.csv``, ``t60_error.png``, ``t60_scatter.png`` (and
+    ``wavs/`` with ``save_wavs``) to ``config.out``.
+    """
+    from i2r.checkpoint import load_model
+    from i2r.data.datasets import PairedDataset
+
+    rank, world = _process_group()
+    device = resolve_device(config.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    model, norm, _ = load_model(config.checkpoint, device)
+    size = dict(resolution=model.config.resolution, image_size=model.config.image_size)
+    test_set = PairedDataset(config.data, split=config.split, **size)
+    if len(test_set) == 0:
+        raise UserError(f"{config.data}: no usable '{config.split}' pairs to evaluate")
+    out = Path(config.out)
+    wav_dir = out / "wavs" if config.save_wavs else None
+    records = _evaluate_shard(model, norm, test_set, range(rank, len(test_set), world), config, device, wav_dir)
+    if config.baseline == "nn":
+        train_set = PairedDataset(config.data, split="train", **size)
+        if len(train_set) == 0:
+            raise UserError(f"{config.data}: the NN baseline needs 'train' pairs, found none")
+        embedding = nearest_neighbour_baseline(config, model, train_set, test_set, records, device)
+    records = _gather(records, rank, world)
+    if rank != 0:
+        return None
+    metrics = summarize(records, config)
+    metrics["skipped_files"] = [{"path": str(p), "reason": r} for p, r in getattr(test_set, "skipped", [])]
+    if config.baseline == "nn":
+        metrics["baseline_nn"]["embedding"] = embedding
+    out.mkdir(parents=True, exist_ok=True)
+    write_per_example_csv(records, out / "per_example.csv")
+    plot_errors(records, out)
+    atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2, default=_json_default, allow_nan=False) + "\n")
+    return metrics
+
+
+def _json_default(value):
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -1,0 +1,75 @@
+"""The evaluation's metric functions against analytic cases."""
+
+import numpy as np
+import pytest
+import torch
+
+from i2r.evaluate import (EvalConfig, error_stats, log_spectral_distance_db, mfcc, mfcc_spearman,
+                          percent_error, single_number_t60)
+from i2r.errors import UserError
+
+FS = 22050
+
+
+def decaying_noise(t60_s: float, seed: int, n: int = 130977) -> np.ndarray:
+    """White noise with an exponential envelope reaching -60 dB at ``t60_s``, plus a -100 dB floor."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / FS
+    ir = rng.standard_normal(n) * 10.0 ** (-3.0 * t / t60_s)
+    return ir + 1e-5 * rng.standard_normal(n)
+
+
+def test_percent_error_is_signed_and_relative():
+    np.testing.assert_allclose(percent_error([1.5, 0.5], [1.0, 1.0]), [50.0, -50.0])
+    assert np.isnan(percent_error(np.nan, 1.0))
+
+
+def test_error_stats_drop_non_finite_and_match_numpy():
+    values = [10.0, -20.0, 30.0, np.nan, 5.0]
+    stats = error_stats(values)
+    finite = np.array([10.0, -20.0, 30.0, 5.0])
+    assert stats["n"] == 4
+    assert stats["mean"] == pytest.approx(finite.mean())
+    assert stats["sd"] == pytest.approx(finite.std(ddof=1))
+    assert stats["median"] == pytest.approx(7.5)
+    assert stats["median_abs"] == pytest.approx(np.median(np.abs(finite)))
+    assert error_stats([np.nan])["mean"] is None
+
+
+def test_log_spectral_distance_of_a_constant_gain_is_that_gain_in_db():
+    a = torch.randn(2, 16, 20)
+    b = a + np.log(10.0 ** (6.0 / 20.0))  # +6 dB everywhere
+    np.testing.assert_allclose(log_spectral_distance_db(b, a).numpy(), [6.0, 6.0], rtol=1e-5)
+
+
+def test_mfcc_shape_and_self_correlation():
+    irs = np.stack([decaying_noise(0.5, 0), decaying_noise(2.0, 1)])
+    coeffs = mfcc(irs)
+    assert coeffs.shape[:2] == (2, 20)
+    np.testing.assert_allclose(mfcc_spearman(irs, irs), [1.0, 1.0])
+    # A short and a long decay are less alike than a decay and itself.
+    assert mfcc_spearman(irs[:1], irs[1:])[0] < 0.99
+
+
+@pytest.mark.parametrize("definition", ["t30", "irstats", "t60p"])
+def test_single_number_t60_recovers_known_decays(definition):
+    truth = np.array([0.4, 1.2])
+    irs = np.stack([decaying_noise(t, seed) for seed, t in enumerate(truth)])
+    values, reasons = single_number_t60(irs, definition)
+    assert reasons == ["", ""]
+    np.testing.assert_allclose(values, truth, rtol=0.1)
+
+
+def test_single_number_t60_explains_an_unmeasurable_truth():
+    rng = np.random.default_rng(3)
+    noise_only = rng.standard_normal((1, 130977))  # no decay at all: no dynamic range
+    values, reasons = single_number_t60(noise_only, "t30")
+    assert np.isnan(values[0])
+    assert reasons[0]
+
+
+def test_config_rejects_unknown_choices():
+    with pytest.raises(UserError, match="T60 definition"):
+        EvalConfig(checkpoint="c.pt", data="d", t60_definition="t99")
+    with pytest.raises(UserError, match="baseline"):
+        EvalConfig(checkpoint="c.pt", data="d", baseline="oracle")
