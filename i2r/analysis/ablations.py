@@ -1,0 +1,292 @@
+"""The ablation study as data: a TOML protocol -> cached evaluations -> Table 3, Fig. 8, Table 5, Fig. 10.
+
+Singh et al. (2021) Sec. 3.2 (Table 3, Fig. 8: main model vs. no depth, no T60p, no Places365
+weights and a nearest-neighbour baseline) and Sec. 3.4 (Table 5, Fig. 10: the main model with
+estimated depth vs. constant depth 0 and 0.5). The paper gave means and SDs only; here every
+variant is also compared with the main model by a paired Wilcoxon signed-rank test on |error|
+(same test examples), and mu and sigma get percentile-bootstrap 95 % confidence intervals.
+
+Evaluations are cached under ``OUT/cache/<key>/`` with key = SHA-256 of the checkpoint file and of
+the evaluation settings: a re-run reuses finished evaluations, and because ``metrics.json`` is
+written last and atomically, a crash mid-run loses no finished result.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import wilcoxon
+
+from i2r.errors import UserError
+from i2r.evaluate import EvalConfig, error_stats, evaluate
+from i2r.report import figure, format_number, heading, paragraph, save_figure, table, write_report
+
+DEPTH_LABELS = {"auto": "estimated", "0": "constant 0", "0.5": "constant 0.5"}
+N_BOOTSTRAP = 10_000
+
+
+@dataclass
+class Variant:
+    """One row of Table 3: a checkpoint (or the NN baseline of another variant's data)."""
+
+    name: str
+    checkpoint: str = ""
+    train: dict = field(default_factory=dict)
+    baseline_of: str = ""
+    description: str = ""
+
+
+@dataclass
+class AblationProtocol:
+    """A parsed ``eval/ablations*.toml`` (paths resolved against the file's folder)."""
+
+    path: str
+    name: str
+    data: str
+    split: str = "test"
+    t60_definition: str = "t30"
+    out: str = "reports/ablations"
+    depth_settings: list = field(default_factory=lambda: ["auto", "0", "0.5"])
+    main: str = "main"
+    seed: int = 0
+    batch_size: int = 8
+    train: dict = field(default_factory=dict)
+    synth: dict = field(default_factory=dict)
+    variants: list = field(default_factory=list)
+
+    def variant(self, name: str) -> Variant:
+        return next(v for v in self.variants if v.name == name)
+
+
+def load_protocol(path: str | Path) -> AblationProtocol:
+    """Read and validate a protocol TOML; a mistake is a :class:`UserError` naming the field."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such protocol file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path}: not valid TOML ({exc})") from None
+    base = path.parent
+
+    def resolve(value: str) -> str:
+        return str((base / value).resolve()) if value else ""
+
+    head = raw.get("protocol", {})
+    for key in ("name", "data"):
+        if not isinstance(head.get(key), str) or not head[key]:
+            raise UserError(f"{path}: [protocol] needs a '{key}' string")
+    variants = []
+    for i, item in enumerate(raw.get("variant", [])):
+        if not isinstance(item.get("name"), str):
+            raise UserError(f"{path}: [[variant]] number {i + 1} needs a 'name'")
+        if not item.get("checkpoint") and not item.get("baseline_of"):
+            raise UserError(f"{path}: variant {item['name']!r} needs a 'checkpoint' or a 'baseline_of'")
+        variants.append(Variant(name=item["name"], checkpoint=resolve(item.get("checkpoint", "")),
+                                train=dict(item.get("train", {})), baseline_of=item.get("baseline_of", ""),
+                                description=item.get("description", "")))
+    names = [v.name for v in variants]
+    if len(set(names)) != len(names):
+        raise UserError(f"{path}: variant names must be unique, got {names}")
+    protocol = AblationProtocol(
+        path=str(path), name=head["name"], data=resolve(head["data"]), split=head.get("split", "test"),
+        t60_definition=head.get("t60_definition", "t30"), out=resolve(head.get("out", "reports/ablations")),
+        depth_settings=[str(d) for d in head.get("depth_settings", ["auto", "0", "0.5"])],
+        main=head.get("main", "main"), seed=int(head.get("seed", 0)), batch_size=int(head.get("batch_size", 8)),
+        train=dict(raw.get("train", {})), synth=dict(raw.get("synth", {})), variants=variants)
+    if protocol.main not in names:
+        raise UserError(f"{path}: the main variant {protocol.main!r} is not among the variants {names}")
+    for v in variants:
+        if v.baseline_of and v.baseline_of not in names:
+            raise UserError(f"{path}: variant {v.name!r} is the baseline of unknown variant {v.baseline_of!r}")
+    return protocol
+
+
+def _file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def cached_evaluation(config: EvalConfig, cache_root: Path) -> Path:
+    """Evaluate ``config`` unless the same checkpoint (by content) and settings were evaluated before.
+
+    Returns the folder that holds ``metrics.json`` and ``per_example.csv``.
+    """
+    settings = {k: v for k, v in vars(config).items() if k not in ("checkpoint", "out", "device", "batch_size")}
+    key = hashlib.sha256((_file_sha256(config.checkpoint) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
+    folder = cache_root / key[:20]
+    if (folder / "metrics.json").is_file():
+        print(f"reusing evaluation {folder}", file=sys.stderr)
+        return folder
+    config.out = str(folder)
+    evaluate(config)
+    return folder
+
+
+def read_errors(folder: Path, column: str = "t60_error_pct") -> dict[tuple, float]:
+    """Signed errors of an evaluation by example ``(image, ir_true)``; excluded examples are left out."""
+    with open(folder / "per_example.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return {(r["image"], r["ir_true"]): float(r[column]) for r in rows
+            if not r.get("excluded_reason") and r.get(column) not in ("", None)}
+
+
+def bootstrap_ci(errors: np.ndarray, seed: int = 0, n: int = N_BOOTSTRAP) -> dict:
+    """Percentile-bootstrap 95 % confidence intervals of the mean and the SD (``n`` resamples)."""
+    if errors.size < 2:
+        return {"mean": [None, None], "sd": [None, None]}
+    rng = np.random.default_rng(seed)
+    samples = errors[rng.integers(0, errors.size, size=(n, errors.size))]
+    means, sds = samples.mean(axis=1), samples.std(axis=1, ddof=1)
+    return {"mean": np.percentile(means, [2.5, 97.5]).tolist(), "sd": np.percentile(sds, [2.5, 97.5]).tolist()}
+
+
+def paired_abs_test(errors: dict, reference: dict) -> dict:
+    """Wilcoxon signed-rank test of |error| against the reference's |error| on the shared examples."""
+    shared = sorted(set(errors) & set(reference))
+    a = np.abs([errors[k] for k in shared])
+    b = np.abs([reference[k] for k in shared])
+    if len(shared) < 2 or np.allclose(a, b):
+        return {"n_pairs": len(shared), "p": None, "median_abs_diff": float(np.median(a - b)) if shared else None}
+    result = wilcoxon(a, b)
+    return {"n_pairs": len(shared), "p": float(result.pvalue), "median_abs_diff": float(np.median(a - b))}
+
+
+def summarize_errors(errors: dict, reference: dict | None, seed: int) -> dict:
+    values = np.array(list(errors.values()), dtype=float)
+    summary = error_stats(values)
+    summary["ci95"] = bootstrap_ci(values[np.isfinite(values)], seed)
+    if reference is not None:
+        summary["vs_main"] = paired_abs_test(errors, reference)
+    return summary
+
+
+def _train_missing(protocol: AblationProtocol, variants: list[Variant]) -> None:
+    """Train (or finish, via --resume) each variant whose checkpoint is missing."""
+    from i2r.train import TrainConfig, train
+
+    for v in variants:
+        if not v.checkpoint:
+            continue
+        out = Path(v.checkpoint).parent
+        settings = {**protocol.train, **v.train}
+        cfg = TrainConfig(data=protocol.data, out=str(out), resume=Path(v.checkpoint).is_file(), **settings)
+        print(f"training variant {v.name!r} into {out}", file=sys.stderr)
+        train(cfg)
+
+
+def _ensure_data(protocol: AblationProtocol) -> None:
+    if Path(protocol.data).exists() or not protocol.synth:
+        return
+    from i2r.data.synthetic import SynthConfig, write_dataset
+
+    print(f"making the synthetic data set {protocol.data}", file=sys.stderr)
+    write_dataset(SynthConfig(out=protocol.data, **protocol.synth))
+
+
+def run_ablations(protocol: AblationProtocol, train_missing: bool = False, out: str | None = None,
+                  device: str = "auto") -> dict:
+    """Evaluate every variant and depth setting of ``protocol`` and write the report.
+
+    Returns ``{"table3": {variant: summary}, "table5": {depth: summary}, "report": paths}``.
+    """
+    _ensure_data(protocol)
+    out_dir = Path(out or protocol.out)
+    checkpointed = [v for v in protocol.variants if v.checkpoint]
+    if train_missing:
+        _train_missing(protocol, checkpointed)
+    missing = [v.name for v in checkpointed if not Path(v.checkpoint).is_file()]
+    if missing:
+        raise UserError(f"no checkpoint for variant(s) {missing}; train them with `i2r report --ablations "
+                        f"{protocol.path} --train` or fix the paths in the protocol")
+    cache = out_dir / "cache"
+
+    def run(variant: Variant, depth: str | None = None, baseline: str | None = None) -> Path:
+        return cached_evaluation(EvalConfig(checkpoint=variant.checkpoint, data=protocol.data, split=protocol.split,
+                                            depth=depth, t60_definition=protocol.t60_definition, seed=protocol.seed,
+                                            batch_size=protocol.batch_size, baseline=baseline, device=device), cache)
+
+    errors = {}
+    for v in protocol.variants:
+        if v.baseline_of:
+            errors[v.name] = read_errors(run(protocol.variant(v.baseline_of), baseline="nn"), "t60_nn_error_pct")
+        else:
+            errors[v.name] = read_errors(run(v))
+    main = errors[protocol.main]
+    table3 = {name: summarize_errors(e, None if name == protocol.main else main, protocol.seed)
+              for name, e in errors.items()}
+    depth_errors = {d: read_errors(run(protocol.variant(protocol.main), depth=d)) for d in protocol.depth_settings}
+    table5 = {d: summarize_errors(e, None, protocol.seed) for d, e in depth_errors.items()}
+    paths = write_ablation_report(protocol, out_dir, errors, table3, depth_errors, table5)
+    return {"table3": table3, "table5": table5, "report": {k: str(v) if not isinstance(v, list) else [str(p) for p in v]
+                                                          for k, v in paths.items()}}
+
+
+def _violins(groups: dict, title: str, out_dir: Path, stem: str) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = {k: [x for x in v.values() if np.isfinite(x)] for k, v in groups.items()}
+    data = {k: v for k, v in data.items() if v}
+    fig, ax = plt.subplots(figsize=(1.6 * max(3, len(data)) + 1, 3.6))
+    if data:
+        ax.violinplot(list(data.values()), showmedians=True, showextrema=False)
+        ax.boxplot(list(data.values()), widths=0.12, showfliers=False)
+        ax.set_xticks(range(1, len(data) + 1), list(data))
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.set_ylabel("T60 error (%)")
+    ax.set_title(title)
+    name = save_figure(fig, out_dir, stem)
+    plt.close(fig)
+    return name
+
+
+def _ci(pair) -> str:
+    return "–" if pair[0] is None else f"[{pair[0]:.1f}, {pair[1]:.1f}]"
+
+
+def write_ablation_report(protocol: AblationProtocol, out_dir: Path, errors, table3, depth_errors, table5) -> dict:
+    """Table 3, Fig. 8, Table 5, Fig. 10 as Markdown, HTML and LaTeX, figures as PNG and PDF."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows3 = []
+    for v in protocol.variants:
+        s = table3[v.name]
+        test = s.get("vs_main", {})
+        rows3.append([v.name, s["n"], format_number(s["mean"], signed=True), format_number(s["sd"]),
+                      format_number(s["median"], signed=True), _ci(s["ci95"]["mean"]), _ci(s["ci95"]["sd"]),
+                      format_number(test.get("p"), 4) if test else "(reference)"])
+    rows5 = [[DEPTH_LABELS.get(d, d), s["n"], format_number(s["mean"], signed=True), format_number(s["sd"]),
+              format_number(s["median"], signed=True), _ci(s["ci95"]["mean"]), _ci(s["ci95"]["sd"])]
+             for d, s in table5.items()]
+    header = ["variant", "n", "μ (%)", "σ (%)", "median (%)", "95 % CI μ", "95 % CI σ", "p (|error| vs main)"]
+    fig8 = _violins(errors, "T60 error per variant (Fig. 8)", out_dir, "fig8_t60_error_by_variant")
+    fig10 = _violins({DEPTH_LABELS.get(d, d): e for d, e in depth_errors.items()},
+                     "T60 error under depth steering (Fig. 10)", out_dir, "fig10_depth_steering")
+    blocks = [
+        paragraph(f"Protocol: {protocol.path}; data: {protocol.data} (split {protocol.split}); T60 definition: "
+                  f"{protocol.t60_definition}. Errors are (generated - true) / true x 100 per test example. "
+                  f"CIs: percentile bootstrap, {N_BOOTSTRAP} resamples. p: Wilcoxon signed-rank test of |error| "
+                  "against the main model on the same examples (two-sided)."),
+        heading("Table 3: T60 error per variant"),
+        table(header, rows3, "T60 error statistics per model variant", name="table3"),
+        figure(fig8, "Fig. 8: distribution of the T60 error per variant"),
+        heading("Table 5: depth steering"),
+        table(header[:-1], rows5, f"The {protocol.main} model with estimated vs constant depth", name="table5"),
+        figure(fig10, "Fig. 10: T60 error under depth steering"),
+    ]
+    for v in protocol.variants:
+        if v.description:
+            blocks.append(paragraph(f"{v.name}: {v.description}"))
+    return write_report(blocks, out_dir, f"Ablation study: {protocol.name}")
