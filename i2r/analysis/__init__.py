@@ -1,0 +1,1 @@
+"""Analyses of trained models: ablations (``ablations``), Grad-CAM with SSIM, the t-SNE grid."""
