@@ -79,30 +79,43 @@ class _Row:
     quality: int | None
     match: int | None
     line: int
+    file: str
 
 
-def read_responses(path: str | os.PathLike, layout: str = "auto") -> Responses:
-    """Read a tidy or wide responses CSV, validate it and apply the exclusion rules.
+def read_responses(paths, layout: str = "auto") -> Responses:
+    """Read one or more tidy or wide responses CSVs, validate them and apply the exclusion rules.
 
-    ``layout`` is ``"tidy"``, ``"wide"`` or ``"auto"`` (wide when there is no ``source`` column
-    and some column is named ``<rating>:<scene>:<example>:<source>``).
-    Raises :class:`UserError` (with the CSV line) for missing columns, ratings that are not
-    integers in 1-5, duplicated participant x stimulus rows and unknown sources.
+    ``paths``: a path or a list of paths (e.g. one downloaded file per participant); their rows
+    are pooled. ``layout`` is ``"tidy"``, ``"wide"`` or ``"auto"`` (per file: wide when there is
+    no ``source`` column and some column is named ``<rating>:<scene>:<example>:<source>``).
+    Raises :class:`UserError` (with the file and CSV line) for missing columns, ratings that are
+    not integers in 1-5, duplicated participant x stimulus rows and unknown sources.
     """
-    path = Path(path)
-    header, records = _read_csv(path)
-    if layout == "auto":
-        layout = "wide" if "source" not in header and any(WIDE_SEPARATOR in h for h in header) else "tidy"
-    if layout == "tidy":
-        parsed = _parse_tidy(path, header, records)
-    elif layout == "wide":
-        parsed = _parse_wide(path, header, records)
-    else:
+    if layout not in ("auto", "tidy", "wide"):
         raise UserError(f"unknown CSV layout {layout!r}: use tidy, wide or auto")
-    simulated = "simulated" in header and any(
-        _flag(path, line, "simulated", rec.get("simulated", "")) for line, rec in records
-    )
-    return _apply_exclusions(path, parsed, layout, simulated)
+    paths = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    if not paths:
+        raise UserError("no responses file given")
+    pooled = _Parsed([], {}, [], set(), [])
+    layouts, simulated = set(), False
+    for path in paths:
+        header, records = _read_csv(path)
+        kind = layout
+        if kind == "auto":
+            kind = "wide" if "source" not in header and any(WIDE_SEPARATOR in h for h in header) else "tidy"
+        parsed = (_parse_tidy if kind == "tidy" else _parse_wide)(path, header, records)
+        layouts.add(kind)
+        pooled.rows += parsed.rows
+        for participant, failed in parsed.failed.items():
+            pooled.failed.setdefault(participant, set()).update(failed)
+        pooled.checked += [c for c in parsed.checked if c not in pooled.checked]
+        pooled.participants |= parsed.participants
+        pooled.ignored += [c for c in parsed.ignored if c not in pooled.ignored]
+        simulated |= "simulated" in header and any(
+            _flag(path, line, "simulated", rec.get("simulated", "")) for line, rec in records
+        )
+    name = str(paths[0]) if len(paths) == 1 else f"{len(paths)} files"
+    return _apply_exclusions(name, pooled, "/".join(sorted(layouts)), simulated)
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
@@ -228,6 +241,7 @@ def _parse_tidy(path: Path, header: list[str], records) -> _Parsed:
                 quality=_rating(path, line, "quality", rec["quality"]),
                 match=_rating(path, line, "match", rec["match"]),
                 line=line,
+                file=str(path),
             )
         )
         _read_flags(path, line, rec, parsed, participant)
@@ -275,32 +289,36 @@ def _parse_wide(path: Path, header: list[str], records) -> _Parsed:
             quality = _rating(path, line, cols["quality"], rec[cols["quality"]])
             match = _rating(path, line, cols["match"], rec[cols["match"]])
             if quality is not None or match is not None:
-                parsed.rows.append(_Row(participant, example, scene, source, quality, match, line))
+                parsed.rows.append(_Row(participant, example, scene, source, quality, match, line, str(path)))
         _read_flags(path, line, rec, parsed, participant)
     return parsed
 
 
-def _check_consistency(path: Path, rows: list[_Row]) -> None:
+def _check_consistency(rows: list[_Row]) -> None:
     """Refuse duplicated participant x stimulus rows and an example filed under two scenes."""
-    seen: dict[tuple, int] = {}
-    scene_of: dict[str, tuple[str, int]] = {}
+    seen: dict[tuple, _Row] = {}
+    scene_of: dict[str, _Row] = {}
     for row in rows:
         key = (row.participant, row.example, row.source)
         if key in seen:
             raise UserError(
-                f"{path}: line {row.line}: participant {row.participant!r} rated example {row.example!r} "
-                f"({row.source}) already on line {seen[key]}"
+                f"{row.file}: line {row.line}: participant {row.participant!r} rated example {row.example!r} "
+                f"({row.source}) already on {_where(seen[key], row)}"
             )
-        seen[key] = row.line
-        scene, first = scene_of.setdefault(row.example, (row.scene, row.line))
-        if scene != row.scene:
+        seen[key] = row
+        first = scene_of.setdefault(row.example, row)
+        if first.scene != row.scene:
             raise UserError(
-                f"{path}: line {row.line}: example {row.example!r} is in scene {row.scene!r} here "
-                f"but in scene {scene!r} on line {first}"
+                f"{row.file}: line {row.line}: example {row.example!r} is in scene {row.scene!r} here "
+                f"but in scene {first.scene!r} on {_where(first, row)}"
             )
 
 
-def _design(path: Path, rows: list[_Row]) -> tuple[list[tuple[str, str]], list[str]]:
+def _where(earlier: _Row, row: _Row) -> str:
+    return f"line {earlier.line}" if earlier.file == row.file else f"{earlier.file} line {earlier.line}"
+
+
+def _design(path: str, rows: list[_Row]) -> tuple[list[tuple[str, str]], list[str]]:
     """The full stimulus set (every (example, source) anyone rated) and the scenes, sorted."""
     stimuli = sorted({(r.example, r.source) for r in rows})
     scenes = sorted({r.scene for r in rows})
@@ -327,18 +345,18 @@ def _missing_reason(have: dict, stimuli: list[tuple[str, str]]) -> str | None:
     return f"incomplete: missing {len(gaps)} rating(s) ({shown}); repeated-measures ANOVA needs complete cases"
 
 
-def _apply_exclusions(path: Path, parsed: _Parsed, layout: str, simulated: bool) -> Responses:
+def _apply_exclusions(path: str, parsed: _Parsed, layout: str, simulated: bool) -> Responses:
     rows = parsed.rows
     if not rows:
         raise UserError(f"{path}: no ratings in the file")
-    _check_consistency(path, rows)
+    _check_consistency(rows)
     stimuli, scenes = _design(path, rows)
     by_participant: dict[str, dict] = {}
     for row in rows:
         by_participant.setdefault(row.participant, {})[(row.example, row.source)] = row
     included, excluded = [], []
     for participant in sorted(parsed.participants):
-        failed = sorted(parsed.failed.get(participant, ()))
+        failed = [c for c in FLAG_COLUMNS if c in parsed.failed.get(participant, ())]
         if failed:
             words = " and ".join("screening" if f == "screening_passed" else "attention check" for f in failed)
             excluded.append({"participant": participant, "reason": f"failed the {words}"})

@@ -308,9 +308,9 @@ def analyze_responses(responses: Responses, config: SurveyStatsConfig | None = N
     )
 
 
-def analyze_csv(path, config: SurveyStatsConfig | None = None) -> SurveyResult:
-    """Read, validate and analyse a responses CSV (tidy or wide; see :func:`read_responses`)."""
+def analyze_csv(paths, config: SurveyStatsConfig | None = None) -> SurveyResult:
+    """Read, validate and analyse one or more responses CSVs (tidy or wide; see :func:`read_responses`)."""
     from i2r.survey.responses import read_responses
 
     config = config or SurveyStatsConfig()
-    return analyze_responses(read_responses(path, config.layout), config)
+    return analyze_responses(read_responses(paths, config.layout), config)
