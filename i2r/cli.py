@@ -46,7 +46,8 @@ def _add_survey_stats(sub):
         "participant, columns rating:scene:example:source); see survey/README.md.\n\n"
         "example: i2r survey-stats survey/example_responses.csv --out reports/survey",
     )
-    p.add_argument("responses", help="responses CSV (tidy or wide)")
+    p.add_argument("responses", nargs="+", help="responses CSV(s), tidy or wide; several files are pooled "
+                   "(e.g. one downloaded per participant)")
     p.add_argument("--out", metavar="DIR", help="also write Table 4 (md, html), fig9.png, report.md/html and the JSON here")
     p.add_argument("--format", choices=("table", "json"), default="table", help="stdout format (default: table)")
     p.add_argument("--tost", choices=("paired", "unpaired"), default="paired",
@@ -71,7 +72,39 @@ def _run_survey_stats(args) -> int:
     return 0
 
 
-COMMANDS = [_add_survey_stats]
+def _add_survey_build(sub):
+    p = _add_command(
+        sub, "survey-build", "build the listening test: stimuli (dry * IR, loudness-matched) and the web page",
+        "Convolve a dry signal with the real and the generated IR of every example, match all stimuli to one\n"
+        "ITU-R BS.1770-4 integrated loudness, lower them together so that none clips, and write them with\n"
+        "the images and the static survey page into DIR. Open DIR/index.html in a browser (no server\n"
+        "needed); participants download a CSV that `i2r survey-stats` reads.\n\n"
+        "EXAMPLES.csv columns: image, real_ir, generated_ir, scene[, example] (paths relative to the CSV).\n\n"
+        "example: i2r survey-build examples.csv --dry speech.wav --out survey_site",
+    )
+    p.add_argument("examples", help="CSV of examples: image, real_ir, generated_ir, scene[, example]")
+    p.add_argument("--dry", required=True, help="dry (anechoic) signal to convolve with every IR")
+    p.add_argument("--out", metavar="DIR", default="survey_site", help="output folder (default: survey_site)")
+    p.add_argument("--title", default="Reverb listening test", help="page title")
+    p.add_argument("--lufs", type=float, default=-23.0, help="target integrated loudness in LUFS (default: -23)")
+    p.add_argument("--peak-dbfs", type=float, default=-1.0, help="sample-peak ceiling in dBFS (default: -1)")
+    p.set_defaults(func=_run_survey_build)
+
+
+def _run_survey_build(args) -> int:
+    from i2r.survey.stimuli import SurveyBuildConfig, build_survey
+
+    config = SurveyBuildConfig(examples_csv=args.examples, dry=args.dry, out=args.out, title=args.title,
+                               target_lufs=args.lufs, peak_dbfs=args.peak_dbfs)
+    manifest = build_survey(config)
+    levels = manifest["levels"]
+    sys.stdout.write(f"{len(manifest['stimuli'])} stimuli at {levels['loudness_lufs']:.1f} LUFS "
+                     f"(common gain {levels['common_gain_db']:.1f} dB, peak {levels['max_peak_dbfs']:.1f} dBFS); "
+                     f"open {args.out}/index.html\n")
+    return 0
+
+
+COMMANDS = [_add_survey_stats, _add_survey_build]
 
 
 def build_parser() -> argparse.ArgumentParser:
