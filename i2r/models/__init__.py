@@ -7,7 +7,7 @@
 """
 
 from i2r.models.image2reverb import Image2Reverb, ModelConfig, parse_depth_mode
-from i2r.models.losses import LossWeights, discriminator_loss, generator_loss
+from i2r.models.losses import LossWeights, discriminator_loss, generator_loss, spectrogram_t60p
 from i2r.models.weights import load_monodepth, load_places365
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "load_monodepth",
     "load_places365",
     "parse_depth_mode",
+    "spectrogram_t60p",
 ]

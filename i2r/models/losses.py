@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from i2r.audio import FULL_RESOLUTION, HOP, SAMPLE_RATE
+
 
 @dataclass
 class LossWeights:
@@ -52,6 +54,21 @@ def t60p_relative_error(t60p_fake: Tensor, t60p_real: Tensor) -> Tensor:
     """``|T60p(fake) - T60p(real)| / T60p(real)`` per example ``(B,)``; the target carries no gradient."""
     target = t60p_real.detach().float()
     return torch.abs(t60p_fake.float() - target) / target.clamp_min(1e-3)
+
+
+def spectrogram_t60p(spectrogram: Tensor, spec_norm) -> Tensor:
+    """T60p in seconds ``(B,)`` of normalised spectrograms ``(B, 1, R, R)`` (model space, (-1, 1)).
+
+    De-normalises with the checkpoint's :class:`i2r.audio.SpectrogramNorm` back to raw log|X|
+    and applies :func:`i2r.acoustics.t60p` at the spectrogram's frame rate: 22050 / 256 Hz at
+    R = 512, divided by the pooling factor 512 / R in time for smaller R. Differentiable.
+    """
+    from i2r.acoustics import t60p
+
+    resolution = spectrogram.shape[-1]
+    frame_rate_hz = SAMPLE_RATE / (HOP * (FULL_RESOLUTION // resolution))
+    log_magnitude = spec_norm.denormalize(spectrogram.float().squeeze(1))
+    return t60p(log_magnitude, frame_rate_hz)
 
 
 def discriminator_loss(d_real: Tensor, d_fake: Tensor) -> dict[str, Tensor]:
