@@ -1,0 +1,144 @@
+"""``PairedDataset``: the torch data set of (image, IR) pairs in either on-disk format.
+
+Formats (detected from ``source``):
+- a folder holding ``manifest.csv``, or a ``.csv`` file -> the manifest format (:mod:`.manifest`);
+- a folder holding ``train_A/`` (or ``val_A/``, ``test_A/``) -> the pix2pix layout (:mod:`.pix2pix`).
+
+Every file of the split is opened once when the data set is built: corrupt or missing images
+and audio, tiny images and silent IRs are reported on stderr, listed in ``skipped`` as
+``(path, reason)`` and left out, so a long run never stops on one bad file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import torch
+
+from i2r.audio import FULL_RESOLUTION, ir_to_logspec, load_ir
+from i2r.data.images import load_depth, load_image, open_image
+from i2r.data.manifest import SPLITS, PairRecord, read_manifest
+from i2r.data.pix2pix import is_pix2pix, read_pix2pix
+from i2r.errors import UserError
+
+log = logging.getLogger(__name__)
+
+MANIFEST_NAME = "manifest.csv"
+DEFAULT_IMAGE_SIZE = 224  # the ResNet-50 input size of the paper's encoder
+
+
+def discover_pairs(source: str | os.PathLike, split: str, allow_outside: bool = False) -> list[PairRecord]:
+    """The pairs of ``split`` in ``source`` (manifest CSV, folder with one, or pix2pix folder).
+
+    Raises :class:`UserError` when ``source`` is neither format or a manifest cell is invalid.
+    """
+    source = Path(source)
+    if split not in SPLITS:
+        raise UserError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if source.is_file() and source.suffix.lower() == ".csv":
+        records = read_manifest(source, allow_outside)
+    elif (source / MANIFEST_NAME).is_file():
+        records = read_manifest(source / MANIFEST_NAME, allow_outside)
+    elif source.is_dir() and is_pix2pix(source):
+        return read_pix2pix(source, split)
+    elif not source.exists():
+        raise UserError(f"{source}: no such data set")
+    else:
+        raise UserError(f"{source}: not a data set (expected a {MANIFEST_NAME} or pix2pix train_A/ + train_B/ folders)")
+    return [r for r in records if r.split == split]
+
+
+def _check_files(records: list[PairRecord], image_size: int) -> tuple[list[PairRecord], list[tuple[str, str]]]:
+    """Open every image, depth map and IR once; split records into usable ones and (path, reason)."""
+    from tqdm import tqdm
+
+    verdict: dict[Path, str] = {}
+
+    def problem(path: Path, check) -> str:
+        if path not in verdict:
+            try:
+                check(path)
+                verdict[path] = ""
+            except UserError as exc:
+                verdict[path] = str(exc).removeprefix(f"{path}: ") or "unreadable"
+        return verdict[path]
+
+    usable, skipped = [], []
+    for record in tqdm(records, desc="checking files", unit="pair", leave=False, disable=len(records) < 200):
+        checks = [(record.image_path, lambda p: open_image(p, draft_size=image_size)), (record.ir_path, load_ir)]
+        if record.depth_path is not None:
+            checks.append((record.depth_path, open_image))
+        reasons = [(str(path), problem(path, check)) for path, check in checks]
+        bad = [(path, reason) for path, reason in reasons if reason]
+        if bad:
+            skipped.extend(bad)
+        else:
+            usable.append(record)
+    return usable, skipped
+
+
+class PairedDataset(torch.utils.data.Dataset):
+    """A torch map-style data set of (image, IR) pairs; see the module docstring for formats.
+
+    ``dataset[i]`` is a dict:
+    ``image`` float32 ``(3, S, S)`` in [0, 1] (centre-cropped, bicubic-resized to ``image_size``);
+    ``logspec`` float32 ``(1, R, R)``, the raw log|X| of :func:`i2r.audio.ir_to_logspec` at
+    ``resolution`` (not normalised: the trainer applies its :class:`i2r.audio.SpectrogramNorm`);
+    ``ir`` float32 ``(130977,)`` (22,050 Hz mono, 5.94 s, peak 1); ``depth`` float32
+    ``(1, S, S)`` in [0, 1] when the data set has depth maps; ``t60_s`` when it has them;
+    ``scene``, ``image_path``, ``ir_path`` as strings.
+
+    ``skipped`` lists ``(path, reason)`` for every bad file left out (a pair is left out when
+    any of its files is bad); ``records`` the usable pairs. With ``check_files=False`` the
+    files are not opened up front (faster start; a bad file then raises in ``__getitem__``).
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike,
+        split: str = "train",
+        resolution: int = FULL_RESOLUTION,
+        image_size: int = DEFAULT_IMAGE_SIZE,
+        *,
+        allow_outside: bool = False,
+        check_files: bool = True,
+    ):
+        super().__init__()
+        self.source = Path(source)
+        self.split = split
+        self.resolution = resolution
+        self.image_size = image_size
+        if resolution <= 0 or FULL_RESOLUTION % resolution:
+            raise ValueError(f"resolution must divide {FULL_RESOLUTION}, got {resolution}")
+        records = discover_pairs(source, split, allow_outside)
+        self.skipped: list[tuple[str, str]] = []
+        if check_files:
+            records, self.skipped = _check_files(records, image_size)
+            if self.skipped:
+                log.warning("%s (%s): skipped %d bad file(s):\n%s", source, split, len(self.skipped),
+                            "\n".join(f"  {path}: {reason}" for path, reason in self.skipped))
+        self.records = records
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> dict:
+        if not -len(self.records) <= index < len(self.records):
+            raise IndexError(f"index {index} out of range for {len(self.records)} pairs")
+        record = self.records[index]
+        ir = torch.from_numpy(load_ir(record.ir_path))
+        item = {
+            "image": load_image(record.image_path, self.image_size),
+            "logspec": ir_to_logspec(ir, self.resolution).unsqueeze(0),
+            "ir": ir,
+            "scene": record.scene,
+            "image_path": str(record.image_path),
+            "ir_path": str(record.ir_path),
+        }
+        if record.depth_path is not None:
+            item["depth"] = load_depth(record.depth_path, self.image_size)
+        if record.t60_s is not None:
+            item["t60_s"] = record.t60_s
+        return item

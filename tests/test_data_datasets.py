@@ -1,0 +1,153 @@
+"""PairedDataset over the manifest and pix2pix formats, bad-file skipping, manifest validation."""
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from PIL import Image
+
+from i2r.audio import IR_SAMPLES
+from i2r.data.datasets import PairedDataset, discover_pairs
+from i2r.data.manifest import read_manifest
+from i2r.errors import UserError
+
+
+def _image(path: Path, colour=(200, 30, 10), size=(30, 20)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, colour).save(path)
+    return path
+
+
+def _ir(path: Path, fs=16000, channels=2, seconds=0.05, seed=0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n = int(fs * seconds)
+    noise = np.random.default_rng(seed).standard_normal((n, channels)) * np.exp(-np.arange(n) / (0.01 * fs))[:, None]
+    sf.write(path, 0.5 * noise, fs)
+    return path
+
+
+def _manifest(root: Path, rows, header=("image", "ir", "split", "scene")) -> Path:
+    path = root / "manifest.csv"
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def manifest_set(tmp_path):
+    for i in range(3):
+        _image(tmp_path / "images" / f"{i}.png", colour=(80 * i, 0, 0))
+        _ir(tmp_path / "irs" / f"{i}.wav", seed=i)
+        depth = (np.arange(20 * 30).reshape(20, 30) * 100).astype(np.uint16)
+        Image.fromarray(depth).save(tmp_path / "images" / f"{i}_depth.png")
+    rows = [[f"images/{i}.png", f"irs/{i}.wav", split, f"room{i}", f"images/{i}_depth.png", "1.5"]
+            for i, split in enumerate(["train", "train", "test"])]
+    _manifest(tmp_path, rows, header=("image", "ir", "split", "scene", "depth", "t60_s"))
+    return tmp_path
+
+
+def test_manifest_items_have_the_documented_shapes(manifest_set):
+    dataset = PairedDataset(manifest_set, "train", resolution=64, image_size=16)
+    assert len(dataset) == 2 and dataset.skipped == []
+    item = dataset[1]
+    assert item["image"].shape == (3, 16, 16) and item["image"].dtype == torch.float32
+    assert 0.0 <= float(item["image"].min()) and float(item["image"].max()) <= 1.0
+    assert item["image"][0].mean() == pytest.approx(80 / 255, abs=1e-2)
+    assert item["logspec"].shape == (1, 64, 64)
+    assert item["ir"].shape == (IR_SAMPLES,) and float(item["ir"].abs().max()) == pytest.approx(1.0)
+    assert item["depth"].shape == (1, 16, 16) and 0.0 <= float(item["depth"].min()) < float(item["depth"].max()) <= 1.0
+    assert item["t60_s"] == 1.5 and item["scene"] == "room1"
+    assert item["image_path"].endswith("images/1.png") and item["ir_path"].endswith("irs/1.wav")
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2)))
+    assert batch["logspec"].shape == (2, 1, 64, 64)
+
+
+def test_split_selection_and_csv_path(manifest_set):
+    assert len(PairedDataset(manifest_set / "manifest.csv", "test", 64, 16)) == 1
+    assert len(PairedDataset(manifest_set, "val", 64, 16)) == 0
+
+
+def test_pix2pix_layout_pairs_by_sorted_index(tmp_path):
+    for i in range(2):
+        _image(tmp_path / "train_A" / f"space{i}_0_label.jpg", colour=(0, 100 * i, 0))
+        _ir(tmp_path / "train_B" / f"space{i}_0_img.wav", fs=48000, channels=4, seed=i)
+    dataset = PairedDataset(tmp_path, "train", resolution=128, image_size=8)
+    assert [Path(r.image_path).name for r in dataset.records] == ["space0_0_label.jpg", "space1_0_label.jpg"]
+    assert [Path(r.ir_path).name for r in dataset.records] == ["space0_0_img.wav", "space1_0_img.wav"]
+    item = dataset[1]
+    assert item["scene"] == "space1" and "depth" not in item
+    assert item["logspec"].shape == (1, 128, 128) and item["image"].shape == (3, 8, 8)
+
+
+def test_pix2pix_count_mismatch_is_a_clear_error(tmp_path):
+    _image(tmp_path / "train_A" / "a.png")
+    _image(tmp_path / "train_A" / "b.png")
+    _ir(tmp_path / "train_B" / "a.wav")
+    with pytest.raises(UserError, match="2 images but train_B/ holds 1"):
+        PairedDataset(tmp_path, "train")
+    with pytest.raises(UserError, match="val_A"):
+        PairedDataset(tmp_path, "val")
+
+
+def test_bad_files_are_skipped_and_counted(manifest_set):
+    (manifest_set / "images" / "0.png").write_bytes(b"not a png")  # corrupt image
+    sf.write(manifest_set / "irs" / "1.wav", np.zeros(800), 16000)  # silent IR
+    _image(manifest_set / "images" / "2.png", size=(4, 4))  # too small
+    rows = [[f"images/{i}.png", f"irs/{i}.wav", "train", f"room{i}"] for i in range(3)]
+    rows.append(["images/missing.png", "irs/2.wav", "train", "gone"])
+    _ir(manifest_set / "irs" / "3.wav")
+    rows.append(["images/1.png", "irs/3.wav", "train", "ok"])
+    _manifest(manifest_set, rows)
+    dataset = PairedDataset(manifest_set, "train", resolution=64, image_size=16)
+    assert len(dataset) == 1 and dataset[0]["scene"] == "ok"
+    reasons = dict(dataset.skipped)
+    assert len(dataset.skipped) == 4
+    assert "not a readable image" in reasons[str(manifest_set / "images" / "0.png")]
+    assert "silent" in reasons[str(manifest_set / "irs" / "1.wav")]
+    assert "smaller than" in reasons[str(manifest_set / "images" / "2.png")]
+    assert "no such" in reasons[str(manifest_set / "images" / "missing.png")]
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        (["images/0.png", "", "train", "a"], "line 3, column ir: empty cell"),
+        (["images/0.png", "irs/0.wav", "training", "a"], "line 3, column split: 'training' is not one of"),
+        (["../outside.png", "irs/0.wav", "train", "a"], "line 3, column image: '../outside.png' leads outside"),
+        (["/etc/passwd", "irs/0.wav", "train", "a"], "line 3, column image: '/etc/passwd' leads outside"),
+    ],
+)
+def test_manifest_cell_errors_name_the_line(tmp_path, row, message):
+    _manifest(tmp_path, [["images/0.png", "irs/0.wav", "train", "a"], row])
+    with pytest.raises(UserError, match=message):
+        read_manifest(tmp_path / "manifest.csv")
+
+
+def test_manifest_header_and_optional_column_errors(tmp_path):
+    _manifest(tmp_path, [["images/0.png", "irs/0.wav", "a"]], header=("image", "ir", "scene"))
+    with pytest.raises(UserError, match="line 1: missing column.*split"):
+        read_manifest(tmp_path / "manifest.csv")
+    header = ("image", "ir", "split", "scene", "t60_s")
+    _manifest(tmp_path, [["i.png", "r.wav", "train", "a", "-1"]], header=header)
+    with pytest.raises(UserError, match="line 2, column t60_s"):
+        read_manifest(tmp_path / "manifest.csv")
+
+
+def test_paths_outside_are_allowed_on_request(tmp_path):
+    inner = tmp_path / "set"
+    inner.mkdir()
+    _manifest(inner, [["../photo.png", "../ir.wav", "train", "a"]])
+    records = read_manifest(inner / "manifest.csv", allow_outside=True)
+    assert records[0].image_path == (tmp_path / "photo.png").resolve()
+
+
+def test_unknown_sources_are_clear_errors(tmp_path):
+    with pytest.raises(UserError, match="no such data set"):
+        discover_pairs(tmp_path / "nothing", "train")
+    with pytest.raises(UserError, match="not a data set"):
+        discover_pairs(tmp_path, "train")
