@@ -270,7 +270,7 @@ def _k2(values: np.ndarray) -> dict:
 
 def _normality_caveat(n: int) -> str:
     text = ("ratings are discrete 1-5 values (means of a few), so ties and the bounded scale can make "
-            "the test reject normality for the discreteness alone; the ANOVA is robust to mild non-normality")
+            "the test reject normality for the discreteness alone")
     if n < NORMALTEST_MIN_N:
         return f"n = {n} < {NORMALTEST_MIN_N}: the test cannot run; {text}"
     if n < 20:

@@ -52,19 +52,29 @@ def site(tmp_path_factory):
 
 
 @pytest.fixture
-def page(site):
+def page_factory():
+    """Open an HTML file in headless Chromium; JavaScript errors fail the test."""
     executable = _chromium()
     sync_api = pytest.importorskip("playwright.sync_api")
+    errors = []
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         context = browser.new_context(accept_downloads=True, viewport={"width": 900, "height": 1000})
-        page = context.new_page()
-        errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
-        page.goto((site / "index.html").as_uri())
-        yield page
-        assert errors == [], f"JavaScript errors: {errors}"
+
+        def open_page(path):
+            page = context.new_page()
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.goto(path.as_uri())
+            return page
+
+        yield open_page
         browser.close()
+    assert errors == [], f"JavaScript errors: {errors}"
+
+
+@pytest.fixture
+def page(page_factory, site):
+    return page_factory(site / "index.html")
 
 
 def _rate(page, item_id, rating, value):
@@ -175,3 +185,9 @@ def test_order_differs_between_participants_and_checks_are_exported(page, tmp_pa
     assert text.splitlines()[0] == "participant,example,scene,source,quality,match,screening_passed,attention_passed"
     assert all(line.endswith(",false,false") for line in text.splitlines()[1:])
     assert read_responses(csv_path).excluded == [{"participant": "p-two", "reason": "failed the screening and attention check"}]
+
+
+def test_page_without_a_built_survey_says_how_to_build_one(page_factory):
+    page = page_factory(Path(__file__).resolve().parents[2] / "survey" / "index.html")
+    assert page.is_visible("#missing") and "i2r survey-build" in page.inner_text("#missing")
+    assert not page.is_visible("#start") and not page.is_visible("#survey")
