@@ -120,6 +120,17 @@ def padding_samples(fs: float, lower_hz: float, upper_hz: float, order: int) -> 
     return int(np.ceil(28.0 / sigma * fs))
 
 
+def ringing_time(lower_hz, upper_hz, order: int):
+    """The band filter's own decay time (s, 60 dB) -- what a band holding only a click reads.
+
+    The kernel's energy decays at ``2 sigma`` (see :func:`padding_samples`), so
+    ``T_f = 60 dB / (10 log10(e) * 2 sigma) = 6.91 / sigma``: about ``4.4 / B`` for order 3
+    (``B`` = bandwidth in Hz). Accepts arrays.
+    """
+    sigma = np.pi * (np.asarray(upper_hz) - np.asarray(lower_hz)) * np.sin(np.pi / (2 * order))
+    return 3.0 * np.log(10.0) / sigma
+
+
 class FilterBank:
     """Zero-phase band filtering of a batch of IRs with one forward FFT.
 

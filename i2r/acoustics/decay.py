@@ -19,8 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-_TINY = 1e-300
-
 
 @dataclass(frozen=True)
 class LundebySettings:
@@ -79,7 +77,7 @@ class Truncation:
         return self.peak_db - self.noise_db
 
 
-def _cumulative(energy: np.ndarray) -> np.ndarray:
+def cumulative_energy(energy: np.ndarray) -> np.ndarray:
     """``(batch, n + 1)`` running sum with a leading zero, so ``cs[b] - cs[a]`` sums ``[a, b)``."""
     cs = np.zeros(energy.shape[:-1] + (energy.shape[-1] + 1,))
     np.cumsum(energy, axis=-1, out=cs[..., 1:])
@@ -87,31 +85,37 @@ def _cumulative(energy: np.ndarray) -> np.ndarray:
 
 
 def _window_levels(cs: np.ndarray, centres: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """Mean energy (dB) in windows of ``width[b]`` samples centred on ``centres`` -> ``(batch, F)``."""
+    """Mean energy (dB) in windows of ``width[b]`` samples centred on ``centres[b, j]``
+    -> ``(batch, F)``; NaN where the window holds no energy at all or lies past the end."""
     n = cs.shape[-1] - 1
     half = (np.maximum(width, 1.0) / 2.0)[:, None]
-    lo = np.clip(np.round(centres[None, :] - half), 0, n - 1).astype(np.intp)
-    hi = np.clip(np.round(centres[None, :] + half), 1, n).astype(np.intp)
+    lo = np.clip(np.round(centres - half), 0, n - 1).astype(np.intp)
+    hi = np.clip(np.round(centres + half), 1, n).astype(np.intp)
     hi = np.maximum(hi, lo + 1)
     total = np.take_along_axis(cs, hi, axis=-1) - np.take_along_axis(cs, lo, axis=-1)
-    return 10.0 * np.log10(np.maximum(total / (hi - lo), _TINY))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where((total > 0) & (centres < n), 10.0 * np.log10(total / (hi - lo)), np.nan)
 
 
 def _first_below(levels: np.ndarray, threshold: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """First frame index ``>= start[b]`` with ``levels < threshold[b]``; ``F`` where none."""
+    """First frame index ``>= start[b]`` with ``levels < threshold[b]``; ``F`` where none.
+    Silent frames (NaN level) never count as below, so an exactly silent gap between the
+    direct sound and the reverberation (synthetic IRs) does not end the decay early."""
     frames = np.arange(levels.shape[-1])
     hit = (levels < threshold[:, None]) & (frames[None, :] >= start[:, None])
     return np.where(hit.any(axis=-1), np.argmax(hit, axis=-1), levels.shape[-1])
 
 
 def range_line_fit(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """Least-squares line ``y = a + b x`` over columns ``[lo[i], hi[i])`` of each row.
+    """Least-squares line ``y = a + b x`` over columns ``[lo[i], hi[i])`` of each row, leaving
+    out NaN points (silent frames).
 
     ``x``: ``(F,)``; ``y``: ``(batch, F)``. Returns intercepts, slopes ``(batch,)`` (NaN where
     fewer than two points). Closed-form normal equations on masked sums.
     """
     cols = np.arange(y.shape[-1])
     mask = (cols[None, :] >= lo[:, None]) & (cols[None, :] < hi[:, None])
+    mask &= ~np.isnan(y)
     count = mask.sum(axis=-1).astype(float)
     sx = (mask * x).sum(axis=-1)
     sy = np.where(mask, y, 0.0).sum(axis=-1)
@@ -124,13 +128,15 @@ def range_line_fit(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray)
     return np.where(bad, np.nan, intercept), np.where(bad, np.nan, slope)
 
 
-def lundeby(energy: np.ndarray, onset: np.ndarray, fs: float,
+def lundeby(cs: np.ndarray, onset: np.ndarray, fs: float,
             settings: LundebySettings = LundebySettings()) -> Truncation:
     """Lundeby et al. (1995) noise level and crosspoint, vectorised over the batch.
 
-    ``energy``: ``(batch, n)`` squared band-filtered IR; ``onset``: ``(batch,)`` sample index.
+    ``cs``: ``(batch, n + 1)`` running energy sum of the squared band-filtered IR (see
+    :func:`cumulative_energy`); ``onset``: ``(batch,)`` sample index.
 
-    1. Smooth the energy in ``initial_window_s`` intervals; take the noise from the last 10 %.
+    1. Smooth the energy in ``initial_window_s`` intervals (frames aligned on the onset, so a
+       leading delay changes nothing); take the noise from the last 10 %.
     2. Fit a line from the envelope peak down to ``noise_margin_db`` above the noise; its
        intersection with the noise level is the preliminary crosspoint.
     3. Repeat ``iterations`` times: re-smooth with ``intervals_per_10db`` intervals per 10 dB of
@@ -141,18 +147,16 @@ def lundeby(energy: np.ndarray, onset: np.ndarray, fs: float,
     Items whose decay cannot be fitted keep the whole IR (crosspoint = n, no compensation);
     :func:`analyze` reports them through their peak-to-noise ratio.
     """
-    batch, n = energy.shape
-    cs = _cumulative(energy)
+    batch, n = cs.shape[0], cs.shape[-1] - 1
     hop = max(1, int(round(settings.hop_s * fs)))
-    centres = np.arange(hop / 2.0, n, hop)
-    times = centres / fs
+    offsets = np.arange(hop / 2.0, n, hop)
+    times = offsets / fs
+    centres = onset[:, None] + offsets[None, :]
     tail_start = n - max(1, int(round(settings.noise_tail_fraction * n)))
     noise = (cs[:, n] - cs[:, tail_start]) / (n - tail_start)
 
     levels = _window_levels(cs, centres, np.full(batch, settings.initial_window_s * fs))
-    onset_frame = np.searchsorted(centres, onset)
-    after_onset = np.arange(len(centres))[None, :] >= onset_frame[:, None]
-    peak_frame = np.argmax(np.where(after_onset, levels, -np.inf), axis=-1)
+    peak_frame = np.argmax(np.where(np.isnan(levels), -np.inf, levels), axis=-1)
     peak_db = np.take_along_axis(levels, peak_frame[:, None], axis=-1)[:, 0]
     noise_db = 10.0 * np.log10(np.maximum(noise, 10.0 ** (peak_db / 10.0) * 1e-30))
 
@@ -164,7 +168,7 @@ def lundeby(energy: np.ndarray, onset: np.ndarray, fs: float,
         crosspoint_s = (noise_db - intercept) / safe_slope
         window = np.clip(10.0 / -safe_slope / settings.intervals_per_10db * fs, hop, n / 10.0)
         levels = _window_levels(cs, centres, window)
-        start = np.round((crosspoint_s + settings.noise_margin_db / -safe_slope) * fs)
+        start = onset + np.round((crosspoint_s + settings.noise_margin_db / -safe_slope) * fs)
         start = np.clip(np.nan_to_num(start, nan=tail_start), 0, tail_start).astype(np.intp)
         start = np.where(decaying, start, tail_start)
         noise = (cs[:, n] - np.take_along_axis(cs, start[:, None], axis=-1)[:, 0]) / (n - start)
@@ -179,7 +183,7 @@ def lundeby(energy: np.ndarray, onset: np.ndarray, fs: float,
     decaying = np.isfinite(slope) & (slope < 0)
     safe_slope = np.where(decaying, slope, -1.0)
     crosspoint_s = (noise_db - intercept) / safe_slope
-    crosspoint = np.clip(np.nan_to_num(np.round(crosspoint_s * fs), nan=n), onset + 1, n).astype(np.intp)
+    crosspoint = np.clip(onset + np.nan_to_num(np.round(crosspoint_s * fs), nan=n), onset + 1, n).astype(np.intp)
     crosspoint = np.where(decaying, crosspoint, n)
     tau = 10.0 / (np.log(10.0) * -safe_slope) * fs
     tail = np.where(decaying & (crosspoint < n), noise * tau, 0.0)
@@ -206,23 +210,23 @@ def remaining_energy(cs: np.ndarray, trunc: Truncation, index: np.ndarray) -> np
     return out[:, 0] if squeeze else out
 
 
-def decay_curve_db(cs: np.ndarray, trunc: Truncation, onset: np.ndarray) -> np.ndarray:
-    """Schroeder decay curve in dB re its value at the onset, ``(batch, n)``; 0 dB before onset.
+def decay_curve_db(cs: np.ndarray, trunc: Truncation, onset: np.ndarray, hop: int) -> np.ndarray:
+    """Schroeder decay curve in dB re its value at the onset, on the grid ``onset + j * hop``.
 
-    Monotonically non-increasing from the onset on, which :func:`level_crossings` relies on.
+    Returns ``(batch, ceil(n / hop))``; starts at 0 dB and falls monotonically (the energy
+    integral only shrinks), which :func:`level_crossings` relies on. Past the end of the IR the
+    compensation's exponential continues it (or -1000 dB where there is none). The curve is
+    smooth (an integral), so a grid of a fraction of a millisecond loses nothing for line fits.
     """
     n = cs.shape[-1] - 1
-    batch = cs.shape[0]
-    index = np.broadcast_to(np.arange(n), (batch, n))
+    index = onset[:, None] + hop * np.arange(-(-n // hop))[None, :]
     total = remaining_energy(cs, trunc, onset)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):
         curve = 10.0 * np.log10(remaining_energy(cs, trunc, index) / total[:, None])
-    curve = np.where(index < onset[:, None], 0.0, curve)
-    return np.maximum(curve, -1000.0)
+    return np.maximum(np.nan_to_num(curve, nan=-1000.0), -1000.0)
 
 
-def level_crossings(curve_db: np.ndarray, onset: np.ndarray, level_db: float) -> np.ndarray:
-    """First sample (at or after the onset) where the monotone decay curve is at or below
-    ``level_db``; ``n`` where it never gets there. ``(batch,)``."""
-    above = (curve_db > level_db).sum(axis=-1)
-    return np.maximum(above, onset)
+def level_crossings(curve_db: np.ndarray, level_db: float) -> np.ndarray:
+    """First grid point where the monotone decay curve is at or below ``level_db``; the curve's
+    length where it never gets there. ``(batch,)``."""
+    return (curve_db > level_db).sum(axis=-1)

@@ -18,8 +18,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from i2r.acoustics.bands import FilterBank, band_centres, band_edges
-from i2r.acoustics.decay import (LundebySettings, Truncation, _cumulative, decay_curve_db,
+from i2r.acoustics.bands import FilterBank, band_centres, band_edges, ringing_time
+from i2r.acoustics.decay import (LundebySettings, Truncation, cumulative_energy, decay_curve_db,
                                  level_crossings, lundeby, onset_index, remaining_energy)
 from i2r.errors import UserError
 
@@ -48,6 +48,12 @@ class AnalysisConfig:
       noise, so a fit to ``end_db`` needs a peak-to-noise ratio of ``-end_db + margin``.
     - ``min_inr_energy_db``: peak-to-noise ratio below which C50, C80, D50 and Ts are NaN; the
       crosspoint, and so the noise compensation of the late energy, is unreliable below it.
+    - ``min_ringing_ratio``: a T20/T30 shorter than this many times the band filter's own
+      ringing (:func:`i2r.acoustics.bands.ringing_time`, about 4.4/B s) is NaN: a band holding
+      only a click reads 0.7-1 times the ringing, so shorter values cannot be told from the
+      filter's response (cf. the B*T > 8..16 rules of thumb around ISO 3382).
+    - ``min_ringing_ratio_edt``: the same for EDT, stricter: a click reads 1.6-3.4 times the
+      ringing, and decays of noise read 10-40 % high below 3 times it (measured, 16 realisations).
     - ``silent_band_db``: a band whose energy is this far below the broadband energy is silent.
     - ``direct_window_s``: DRR's direct sound is the energy within +-2.5 ms of the broadband peak
       (the IoSR toolbox ``irStats`` convention); the rest after that window is reverberant.
@@ -61,6 +67,8 @@ class AnalysisConfig:
     lundeby: LundebySettings = field(default_factory=LundebySettings)
     range_margin_db: float = 10.0
     min_inr_energy_db: float = 20.0
+    min_ringing_ratio: float = 2.0
+    min_ringing_ratio_edt: float = 4.0
     silent_band_db: float = -60.0
     direct_window_s: float = 0.0025
     chunk_size: int = 64
@@ -186,78 +194,90 @@ class _BandResult:
     energy: np.ndarray
 
 
-def _prefix_fit(curve_db: np.ndarray, start: np.ndarray, stop: np.ndarray, prefix) -> np.ndarray:
-    """Slope (dB per sample) of the least-squares line through ``curve_db[b, start:stop]``.
+def _curve_hop(fs: float) -> int:
+    """Decay-curve grid step: 0.25 ms (>= 100 points over 35 dB of a 0.1 s decay)."""
+    return max(1, int(fs * 0.00025))
 
-    Sums over the ranges come from prefix sums, so any number of ranges costs O(batch) each.
+
+def _prefix_slope(prefix, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Least-squares slope (dB per grid step) of the curve over grid points ``[start, stop)``.
+
+    ``prefix`` = running sums of ``y`` and ``j * y`` (:func:`_decay_prefix`), so each range
+    costs O(batch): closed-form normal equations with ``sum j`` and ``sum j^2`` in closed form.
+    NaN where the range holds fewer than two points.
     """
-    y_sum, xy_sum = prefix
+    y_sum, jy_sum = prefix
     m = (stop - start).astype(float)
     a = start.astype(float)
-    sx = m * (2 * a + m - 1) / 2.0
-    sxx = ((a + m - 1) * (a + m) * (2 * a + 2 * m - 1) - (a - 1) * a * (2 * a - 1)) / 6.0
+    sj = m * (2 * a + m - 1) / 2.0
+    sjj = ((a + m - 1) * (a + m) * (2 * a + 2 * m - 1) - (a - 1) * a * (2 * a - 1)) / 6.0
     sy = np.take_along_axis(y_sum, stop[:, None], -1)[:, 0] - np.take_along_axis(y_sum, start[:, None], -1)[:, 0]
-    sxy = np.take_along_axis(xy_sum, stop[:, None], -1)[:, 0] - np.take_along_axis(xy_sum, start[:, None], -1)[:, 0]
+    sjy = np.take_along_axis(jy_sum, stop[:, None], -1)[:, 0] - np.take_along_axis(jy_sum, start[:, None], -1)[:, 0]
     with np.errstate(divide="ignore", invalid="ignore"):
-        slope = (m * sxy - sx * sy) / (m * sxx - sx * sx)
+        slope = (m * sjy - sj * sy) / (m * sjj - sj * sj)
     return np.where(m >= 2, slope, np.nan)
 
 
 def _decay_prefix(curve_db: np.ndarray):
-    n = curve_db.shape[-1]
-    y_sum = _cumulative(curve_db)
-    xy_sum = _cumulative(curve_db * np.arange(n))
-    return y_sum, xy_sum
+    return cumulative_energy(curve_db), cumulative_energy(curve_db * np.arange(curve_db.shape[-1]))
 
 
-def _fit_decay_time(curve_db, onset, trunc, prefix, fs, start_db, end_db):
-    """Decay time (s) from the line fitted between ``start_db`` and ``end_db`` and the
-    extrapolated 60 dB, plus whether the measured (not compensated) decay reached ``end_db``."""
-    start = onset if start_db >= 0 else level_crossings(curve_db, onset, start_db)
-    end = level_crossings(curve_db, onset, end_db)
-    stop = np.minimum(end + 1, curve_db.shape[-1])
-    slope = _prefix_fit(curve_db, start, stop, prefix)
+def _fit_decay_time(curve_db, prefix, reach_limit, hop, fs, start_db, end_db):
+    """Decay time (s): the line fitted to the curve from ``start_db`` down to ``end_db``,
+    extrapolated to 60 dB; and whether the measured decay (before the crosspoint, grid index
+    ``reach_limit``) got to ``end_db``."""
+    start = level_crossings(curve_db, start_db) if start_db < 0 else np.zeros(len(curve_db), dtype=np.intp)
+    end = level_crossings(curve_db, end_db)
+    slope = _prefix_slope(prefix, start, end) * fs / hop
     with np.errstate(divide="ignore", invalid="ignore"):
-        seconds = np.where(slope < 0, -60.0 / (slope * fs), np.nan)
-    return seconds, end < trunc.crosspoint
+        seconds = np.where(slope < 0, -60.0 / slope, np.nan)
+    return seconds, end < reach_limit
 
 
 def _measure_band(signal: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
-                  noise_handling: bool = True) -> _BandResult:
-    """All quantities of one band for the whole batch; ``signal``: ``(batch, n)``."""
+                  noise_handling: bool = True, direct_window_s: float | None = None) -> _BandResult:
+    """All quantities of one band for the whole batch; ``signal``: ``(batch, n)``.
+
+    With ``direct_window_s`` the DRR is measured too (broadband)."""
     energy = signal * signal
     batch, n = energy.shape
     onset = onset_index(energy, config.onset_threshold_db)
-    trunc = lundeby(energy, onset, fs, config.lundeby)
+    cs = cumulative_energy(energy)
+    trunc = lundeby(cs, onset, fs, config.lundeby)
     if not noise_handling:
         trunc = Truncation(np.full(batch, n), trunc.noise, trunc.slope_db_s, trunc.peak_db,
                            trunc.noise_db, np.zeros(batch), trunc.tau)
-    cs = _cumulative(energy)
-    curve = decay_curve_db(cs, trunc, onset)
+    hop = _curve_hop(fs)
+    curve = decay_curve_db(cs, trunc, onset, hop)
     prefix = _decay_prefix(curve)
+    reach_limit = -(-(trunc.crosspoint - onset) // hop)
     values = {}
     for key, (start_db, end_db) in ranges.items():
-        values[key], values[key + ":reached"] = _fit_decay_time(curve, onset, trunc, prefix, fs, start_db, end_db)
+        values[key], values[key + ":reached"] = _fit_decay_time(curve, prefix, reach_limit, hop, fs,
+                                                                start_db, end_db)
     values.update(_energy_parameters(energy, cs, trunc, onset, fs))
+    if direct_window_s is not None:
+        values["drr_db"] = _direct_to_reverberant(energy, cs, trunc, fs, direct_window_s)
     with np.errstate(divide="ignore"):
         noise_floor_db = 10.0 * np.log10(trunc.noise)
+    last = np.clip(reach_limit - 1, 0, curve.shape[-1] - 1)
     return _BandResult(values=values, inr_db=trunc.inr_db, noise_floor_db=noise_floor_db,
                        crosspoint_s=(trunc.crosspoint - onset) / fs,
-                       reached_db=curve[np.arange(batch), np.maximum(trunc.crosspoint - 1, onset)],
-                       energy=cs[:, -1])
+                       reached_db=curve[np.arange(batch), last], energy=cs[:, -1])
 
 
 def _energy_parameters(energy, cs, trunc, onset, fs) -> dict:
     """C50, C80 (dB), D50 and centre time Ts (s) from the noise-compensated energies (ISO 3382-1
-    A.2): the energy after 50/80 ms and after the onset are Schroeder integrals."""
-    n = energy.shape[-1]
+    A.2): the energies after 50 ms, 80 ms and the onset are Schroeder integrals, and Ts's first
+    moment counts the compensation's exponential tail (mean time ``crosspoint + tau``)."""
     total = remaining_energy(cs, trunc, onset)
     late50 = remaining_energy(cs, trunc, onset + round(0.050 * fs))
     late80 = remaining_energy(cs, trunc, onset + round(0.080 * fs))
-    samples = np.arange(n)
-    within = (samples[None, :] >= onset[:, None]) & (samples[None, :] < trunc.crosspoint[:, None])
-    moment = np.where(within, energy * (samples[None, :] - onset[:, None]), 0.0).sum(axis=-1)
-    moment += trunc.tail * (trunc.crosspoint - onset + trunc.tau)
+    moment_sum = cumulative_energy(energy * np.arange(energy.shape[-1]))
+    cp = trunc.crosspoint[:, None]
+    first = (np.take_along_axis(moment_sum, cp, -1) - np.take_along_axis(moment_sum, onset[:, None], -1))[:, 0]
+    measured = (np.take_along_axis(cs, cp, -1) - np.take_along_axis(cs, onset[:, None], -1))[:, 0]
+    moment = first - onset * measured + trunc.tail * (trunc.crosspoint - onset + trunc.tau)
     with np.errstate(divide="ignore", invalid="ignore"):
         return {"c50_db": 10.0 * np.log10((total - late50) / late50),
                 "c80_db": 10.0 * np.log10((total - late80) / late80),
@@ -265,28 +285,26 @@ def _energy_parameters(energy, cs, trunc, onset, fs) -> dict:
                 "ts_s": moment / total / fs}
 
 
-def _direct_to_reverberant(signal: np.ndarray, fs: float, config: AnalysisConfig) -> np.ndarray:
-    """DRR (dB): energy within +-``direct_window_s`` of the broadband peak over the
-    noise-compensated energy after that window. ``signal``: ``(batch, n)`` -> ``(batch,)``."""
-    energy = signal * signal
-    batch, n = energy.shape
+def _direct_to_reverberant(energy, cs, trunc, fs: float, window_s: float) -> np.ndarray:
+    """DRR (dB): energy within +-``window_s`` of the peak over the noise-compensated energy
+    after that window. ``energy``: ``(batch, n)`` -> ``(batch,)``."""
+    n = energy.shape[-1]
     peak = np.argmax(energy, axis=-1)
-    half = int(round(config.direct_window_s * fs))
+    half = int(round(window_s * fs))
     lo, hi = np.maximum(peak - half, 0), np.minimum(peak + half + 1, n)
-    cs = _cumulative(energy)
-    trunc = lundeby(energy, onset_index(energy, config.onset_threshold_db), fs, config.lundeby)
     direct = np.take_along_axis(cs, hi[:, None], -1)[:, 0] - np.take_along_axis(cs, lo[:, None], -1)[:, 0]
-    reverberant = remaining_energy(cs, trunc, hi)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 10.0 * np.log10(direct / reverberant)
+        return 10.0 * np.log10(direct / remaining_energy(cs, trunc, hi))
 
 
 # --- checks and warnings -----------------------------------------------------------------------
 
 
 def _apply_checks(result: _BandResult, broadband_energy: np.ndarray, config: AnalysisConfig,
-                  ranges: dict, label: str, notes: list) -> dict:
-    """NaN out what cannot be measured honestly; append ``(flat_index, message)`` to ``notes``."""
+                  ranges: dict, label: str, notes: list, ringing_s: float = 0.0) -> dict:
+    """NaN out what cannot be measured honestly; append ``(flat_index, message)`` to ``notes``.
+
+    ``ringing_s``: the band filter's own decay time (0 for broadband)."""
     out = {}
     with np.errstate(divide="ignore", invalid="ignore"):
         relative_db = 10.0 * np.log10(result.energy / broadband_energy)
@@ -301,7 +319,13 @@ def _apply_checks(result: _BandResult, broadband_energy: np.ndarray, config: Ana
         value = result.values[key]
         low = ~silent & ~(inr >= needed)
         short = ~silent & ~low & ~result.values[key + ":reached"]
-        bad_fit = ~silent & ~low & ~short & ~np.isfinite(value)
+        ratio = config.min_ringing_ratio_edt if key == "edt_s" else config.min_ringing_ratio
+        shortest = ratio * ringing_s
+        too_fast = ~silent & ~low & ~short & (value < shortest)
+        for i in np.flatnonzero(too_fast):
+            notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: {value[i]:.3f} s is shorter than "
+                             f"{shortest:.3f} s, {ratio:g}x the band filter's own ringing"))
+        bad_fit = ~silent & ~low & ~short & ~too_fast & ~np.isfinite(value)
         for i in np.flatnonzero(low):
             notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: peak-to-noise ratio "
                              f"{inr[i]:.1f} dB < {needed:.0f} dB needed (ISO 3382-1: the evaluation "
@@ -311,7 +335,7 @@ def _apply_checks(result: _BandResult, broadband_energy: np.ndarray, config: Ana
                              f"{result.reached_db[i]:.1f} dB before meeting the noise, not {end_db:.0f} dB"))
         for i in np.flatnonzero(bad_fit):
             notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: no decay in the evaluation range"))
-        out[key] = np.where(silent | low | short, np.nan, value)
+        out[key] = np.where(silent | low | short | too_fast, np.nan, value)
     weak = ~silent & ~(inr >= config.min_inr_energy_db)
     for i in np.flatnonzero(weak):
         notes.append((i, f"{label}: C50, C80, D50 and Ts are NaN: peak-to-noise ratio {inr[i]:.1f} dB "
@@ -349,8 +373,9 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
     dict, DRR, and the notes (warnings)."""
     centres = band_centres(config.bands, fs, config.lowest_band_hz)
     lower, upper = band_edges(config.bands, centres)
+    ringing = ringing_time(lower, upper, config.filter_order)
     bank = FilterBank(x, fs, lower, upper, config.filter_order)
-    broadband_result = _measure_band(x, fs, config, ranges, noise_handling)
+    broadband_result = _measure_band(x, fs, config, ranges, noise_handling, config.direct_window_s)
     total = broadband_result.energy
     notes: list = []
     for i in np.flatnonzero(~(total > 0)):
@@ -358,10 +383,10 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
     bands = []
     for k, hz in enumerate(centres):
         result = _measure_band(bank.band(k), fs, config, ranges, noise_handling)
-        values = _apply_checks(result, total, config, ranges, _band_label(hz), notes)
+        values = _apply_checks(result, total, config, ranges, _band_label(hz), notes, ringing[k])
         bands.append((values, result))
     broadband = _apply_checks(broadband_result, total, config, ranges, "broadband", notes)
-    drr = np.where(total > 0, _direct_to_reverberant(x, fs, config), np.nan)
+    drr = np.where(total > 0, broadband_result.values["drr_db"], np.nan)
     return centres, bands, (broadband, broadband_result), drr, notes
 
 

@@ -1,0 +1,275 @@
+"""i2r.acoustics.analyze and friends: analytic decays, invariances, honesty checks, shapes."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from i2r.acoustics import (AcousticParameters, AnalysisConfig, analyze, band_centres, band_edges,
+                           decay_time, validate_ir)
+from i2r.acoustics.bands import G, FilterBank, band_magnitude, exact_centres
+from i2r.errors import UserError
+
+DESIGN_KEYS = {"fs", "bands_hz", "t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s",
+               "drr_db", "broadband", "warnings"}
+
+
+def band_noise_decay(rng, fs, n, lower, upper, t60, reps, noise_db=-60.0, delay_s=0.02, direct=0.3,
+                     fade_s=0.0):
+    """``reps`` IRs of noise band-limited to ``[lower, upper]`` Hz decaying 60 dB in ``t60``
+    seconds, after ``delay_s`` of silence, with a direct-sound spike at the start and a white
+    noise floor ``noise_db`` below the decay's start. ``fade_s``: a raised-cosine fade-in, so
+    that the start adds no broadband splatter. Shape ``(reps, n)``."""
+    f = np.fft.rfftfreq(n, 1.0 / fs)
+    spectrum = np.fft.rfft(rng.standard_normal((reps, n)), axis=-1)
+    spectrum[:, (f < lower) | (f > upper)] = 0.0
+    noise = np.fft.irfft(spectrum, n, axis=-1)
+    noise /= noise.std(axis=-1, keepdims=True)
+    start = int(delay_s * fs)
+    t = np.arange(n - start) / fs
+    ir = np.zeros((reps, n))
+    fade = 0.5 - 0.5 * np.cos(np.pi * np.clip(t / fade_s, 0.0, 1.0)) if fade_s else 1.0
+    ir[:, start:] = noise[:, : n - start] * 10.0 ** (-3.0 * t / t60) * fade
+    ir[:, start] += direct * math.sqrt(t60 * fs / 13.8)
+    return ir + 10.0 ** (noise_db / 20.0) * rng.standard_normal((reps, n))
+
+
+def white_decay(rng, fs, n, t60, noise_db=-70.0, delay=0):
+    """White noise decaying 60 dB in ``t60`` s after ``delay`` samples, a spike at its start,
+    and a noise floor ``noise_db`` below the decay's start. Shape ``(n,)``."""
+    t = np.arange(n - delay) / fs
+    ir = np.zeros(n)
+    ir[delay:] = rng.standard_normal(n - delay) * 10.0 ** (-3.0 * t / t60)
+    ir[delay] = 3.0
+    return ir + 10.0 ** (noise_db / 20.0) * rng.standard_normal(n)
+
+
+# --- bands ---------------------------------------------------------------------------------------
+
+
+def test_band_centres_follow_the_sample_rate():
+    assert band_centres("octave", 22050).tolist() == [125, 250, 500, 1000, 2000, 4000]
+    assert band_centres("octave", 48000).tolist() == [125, 250, 500, 1000, 2000, 4000, 8000]
+    third = band_centres("third", 22050)
+    assert third[0] == 100 and third[-1] == 8000 and len(third) == 20
+    assert band_centres("octave", 22050, lowest_hz=63)[0] == 63
+    with pytest.raises(UserError, match="bands"):
+        band_centres("sixth", 22050)
+
+
+def test_band_edges_are_iec_61260_base_ten_exact():
+    assert G == pytest.approx(1.99526231, rel=1e-8)
+    lower, upper = band_edges("octave", [125, 1000, 4000])
+    centres = 1000.0 * G ** np.array([-3, 0, 2])
+    np.testing.assert_allclose(np.sqrt(lower * upper), centres, rtol=1e-12)
+    np.testing.assert_allclose(upper / lower, G, rtol=1e-12)
+    np.testing.assert_allclose(lower[1], 1000 / G ** 0.5, rtol=1e-12)
+    lower3, upper3 = band_edges("third", [100, 1000])
+    np.testing.assert_allclose(upper3 / lower3, G ** (1 / 3), rtol=1e-12)
+    np.testing.assert_allclose(exact_centres("third", [100])[0], 1000 * G ** (-10 / 3), rtol=1e-12)
+
+
+def test_filter_is_minus_3_db_at_the_edges_and_unity_at_the_centre():
+    lower, upper = band_edges("octave", [1000])
+    centre = exact_centres("octave", [1000])[0]
+    response = band_magnitude(np.array([lower[0], centre, upper[0], 0.0]), lower[0], upper[0], 3)
+    np.testing.assert_allclose(20 * np.log10(response[:3]), [-3.0103, 0.0, -3.0103], atol=1e-3)
+    assert response[3] == 0.0
+
+
+def test_fft_filter_is_zero_phase_and_does_not_wrap_around():
+    fs, n = 8000, 4000
+    x = np.zeros((1, n))
+    x[0, 10] = 1.0
+    lower, upper = band_edges("octave", [125])
+    y = FilterBank(x, fs, lower, upper, 3).band(0)[0]
+    assert np.argmax(np.abs(y)) == 10
+    tail = np.sum(y[n // 2:] ** 2) / np.sum(y ** 2)
+    assert tail < 1e-12
+
+
+# --- analytic decays -----------------------------------------------------------------------------
+
+
+def test_recovers_known_per_band_t30_from_0_2_to_8_s():
+    fs, n, reps = 4000, 36000, 8
+    rng = np.random.default_rng(3)
+    centres = band_centres("octave", fs)
+    lower, upper = band_edges("octave", centres)
+    cases = [(125, 8.0), (250, 4.0), (500, 2.0), (1000, 1.0), (500, 0.5), (1000, 0.2)]
+    irs = np.stack([band_noise_decay(rng, fs, n, lower[list(centres).index(hz)],
+                                     upper[list(centres).index(hz)], t60, reps) for hz, t60 in cases])
+    params = analyze(irs, fs)
+    assert params.t30_s.shape == (len(cases), reps, len(centres))
+    for i, (hz, t60) in enumerate(cases):
+        k = list(centres).index(hz)
+        # ISO 3382-2's spread of one noise decay, 0.55 T / sqrt(B T), is up to 5 %: average reps.
+        assert np.mean(params.t30_s[i, :, k]) == pytest.approx(t60, rel=0.04), (hz, t60)
+        assert np.mean(params.t20_s[i, :, k]) == pytest.approx(t60, rel=0.05), (hz, t60)
+
+
+def test_energy_parameters_match_an_exponential_decay():
+    fs, t60 = 8000, 1.0
+    rng = np.random.default_rng(5)
+    ir = rng.standard_normal((16, 3 * fs)) * 10.0 ** (-3.0 * np.arange(3 * fs) / fs / t60)
+    ir[:, 0] = 0.0
+    params = analyze(ir, fs)
+    k = 13.8155 / t60
+    expected_c50 = 10 * np.log10(np.exp(k * 0.05) - 1.0)
+    expected_c80 = 10 * np.log10(np.exp(k * 0.08) - 1.0)
+    bb = params.broadband
+    assert np.mean(bb["c50_db"]) == pytest.approx(expected_c50, abs=0.3)
+    assert np.mean(bb["c80_db"]) == pytest.approx(expected_c80, abs=0.3)
+    assert np.mean(bb["d50"]) == pytest.approx(1.0 - np.exp(-k * 0.05), abs=0.02)
+    assert np.mean(bb["ts_s"]) == pytest.approx(1.0 / k, rel=0.05)
+    assert np.mean(bb["t30_s"]) == pytest.approx(t60, rel=0.02)
+
+
+def test_noise_compensation_keeps_t30_unbiased_where_plain_schroeder_is_not():
+    fs = 8000
+    rng = np.random.default_rng(11)
+    irs = np.stack([white_decay(rng, fs, 4 * fs, 1.0, noise_db=-50.0) for _ in range(4)])
+    _, _, compensated = decay_time(irs, fs)
+    _, _, plain = decay_time(irs, fs, noise_handling=False, check_range=False)
+    assert np.mean(compensated) == pytest.approx(1.0, rel=0.03)
+    assert np.mean(plain) > 1.15
+
+
+def test_drr_of_spike_plus_decay():
+    fs = 8000
+    rng = np.random.default_rng(2)
+    n = 2 * fs
+    late = rng.standard_normal(n) * 10.0 ** (-3.0 * np.arange(n) / fs / 0.5)
+    late[:100] = 0.0
+    ir = late.copy()
+    ir[10] = 8.0
+    direct = 64.0
+    reverberant = np.sum(late[10 + 21:] ** 2)
+    assert analyze(ir, fs).drr_db == pytest.approx(10 * np.log10(direct / reverberant), abs=0.1)
+
+
+def test_irstats_definition_0_to_minus_60_db():
+    fs = 8000
+    rng = np.random.default_rng(4)
+    ir = white_decay(rng, fs, 3 * fs, 0.8, noise_db=-200.0)
+    bands, per_band, broadband = decay_time(ir, fs, start_db=0.0, end_db=-60.0,
+                                            noise_handling=False, check_range=False)
+    assert per_band.shape == (len(bands),)
+    assert float(broadband) == pytest.approx(0.8, rel=0.05)
+
+
+# --- invariances ---------------------------------------------------------------------------------
+
+_FS = 8000
+# 20 ms of noise before the direct sound, as in a measured IR: the zero-phase filters spread the
+# direct sound a little backwards in time, which must stay inside the file.
+_BASE = white_decay(np.random.default_rng(7), _FS, _FS, 0.4, noise_db=-65.0, delay=160)
+_REFERENCE = analyze(_BASE, _FS)
+
+
+@settings(max_examples=12, deadline=None)
+@given(gain_db=st.floats(-80.0, 60.0))
+def test_results_ignore_gain(gain_db):
+    params = analyze(_BASE * 10.0 ** (gain_db / 20.0), _FS)
+    for key in ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s", "drr_db"):
+        np.testing.assert_allclose(params[key], _REFERENCE[key], rtol=1e-6, equal_nan=True, err_msg=key)
+
+
+@settings(max_examples=8, deadline=None)
+@given(delay=st.integers(1, 2000))
+def test_results_ignore_a_leading_delay(delay):
+    delayed = np.concatenate([np.zeros(delay), _BASE])
+    params = analyze(delayed, _FS)
+    for key in ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s", "drr_db"):
+        np.testing.assert_allclose(params[key], _REFERENCE[key], rtol=2e-3, equal_nan=True, err_msg=key)
+
+
+# --- honesty: NaN with a reason --------------------------------------------------------------------
+
+
+def test_too_noisy_ir_gives_nan_and_a_warning_naming_band_quantity_and_inr():
+    fs = 8000
+    ir = white_decay(np.random.default_rng(8), fs, fs, 0.5, noise_db=-30.0)
+    params = analyze(ir, fs)
+    assert np.all(np.isnan(params.t30_s)) and np.isnan(params.broadband["t30_s"])
+    assert np.all(params.inr_db < 45)
+    text = "\n".join(params.warnings)
+    assert "1 kHz: T30 is NaN: peak-to-noise ratio" in text and "45 dB needed" in text
+    finite_edt = np.isfinite(params.edt_s)
+    assert np.all(finite_edt == (params.inr_db >= 20))
+
+
+def test_silent_band_is_nan_with_warning():
+    fs = 8000
+    rng = np.random.default_rng(9)
+    # No energy above 250 Hz: the 2 kHz octave's filter skirt passes less than -60 dB of it.
+    lowpassed = band_noise_decay(rng, fs, fs, 0.0, 250.0, 0.5, reps=1, noise_db=-200.0, direct=0.0,
+                                 fade_s=0.01)[0]
+    params = analyze(lowpassed, fs)
+    assert params.bands_hz[-1] == 2000
+    for key in ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s"):
+        assert np.isnan(params[key][-1]), key
+        assert np.isfinite(params[key][0]), key
+    assert any(w.startswith("2 kHz: silent band") for w in params.warnings)
+
+
+def test_all_zero_item_in_a_batch_is_nan_and_the_rest_is_measured():
+    fs = 8000
+    irs = np.stack([white_decay(np.random.default_rng(1), fs, fs, 0.5), np.zeros(fs)])
+    params = analyze(irs, fs)
+    assert np.all(np.isfinite(params.t20_s[0])) and np.all(np.isnan(params.t20_s[1]))
+    assert np.isnan(params.drr_db[1])
+    assert params.warnings[0] == [] and "all zeros" in params.warnings[1][0]
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros(0), "empty"), (np.zeros(1000), "all zeros"), (np.r_[1.0, np.nan, np.zeros(998)], "NaN"),
+    (np.r_[1.0, np.inf, np.zeros(998)], "NaN or infinite"), (np.r_[1.0, np.zeros(50)], "too short"),
+])
+def test_validate_ir_rejects_bad_input_with_a_named_message(bad, message):
+    with pytest.raises(UserError, match=message) as info:
+        validate_ir(bad, 8000, name="room.wav")
+    assert str(info.value).startswith("room.wav:")
+
+
+def test_analyze_rejects_non_finite_input():
+    with pytest.raises(UserError, match="NaN"):
+        analyze(np.r_[1.0, np.nan, np.zeros(998)], 8000)
+
+
+# --- shapes and the JSON contract ------------------------------------------------------------------
+
+
+def test_batch_shape_mapping_and_json_contract():
+    fs = 8000
+    rng = np.random.default_rng(12)
+    irs = np.stack([np.stack([white_decay(rng, fs, fs // 2, t60) for t60 in (0.2, 0.3, 0.4)])
+                    for _ in range(2)])
+    params = analyze(irs, fs, bands="third", config=None)
+    n_bands = len(band_centres("third", fs))
+    assert isinstance(params, AcousticParameters)
+    assert params.bands_hz.shape == (n_bands,)
+    for key in ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s", "inr_db", "noise_floor_db"):
+        assert params[key].shape == (2, 3, n_bands), key
+        assert getattr(params, key) is params[key]
+    assert params.drr_db.shape == (2, 3)
+    assert set(params.broadband) == {"t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s", "drr_db"}
+    assert all(v.shape == (2, 3) for v in params.broadband.values())
+    assert len(params.warnings) == 2 and len(params.warnings[1]) == 3
+    record = params.to_json_dict((1, 2))
+    assert set(record) == DESIGN_KEYS
+    assert set(record["broadband"]) == set(params.broadband)
+    json.dumps(record, allow_nan=False)
+    assert record["t30_s"] == [None if math.isnan(v) else v for v in params.t30_s[1, 2].tolist()]
+    single = analyze(irs[1, 2], fs, bands="third")
+    np.testing.assert_allclose(single.t30_s, params.t30_s[1, 2], rtol=1e-9, equal_nan=True)
+    assert single.warnings == params.warnings[1][2]
+
+
+def test_config_is_a_saveable_dataclass():
+    config = AnalysisConfig(bands="third", filter_order=4)
+    saved = json.loads(json.dumps(config.to_dict()))
+    assert saved["bands"] == "third" and saved["lundeby"]["initial_window_s"] == 0.01
