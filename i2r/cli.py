@@ -150,7 +150,312 @@ def _run_survey_build(args) -> int:
     return 0
 
 
-COMMANDS = [_add_analyze, _add_survey_stats, _add_survey_build]
+def _add_train(sub):
+    # Defaults are spelt out here (not imported) so that `i2r --help` does not import torch;
+    # tests/test_train_cli.py checks that they equal TrainConfig's.
+    p = _add_command(
+        sub, "train", "train Image2Reverb on a paired image/IR data set (one process or torchrun DDP)",
+        "Train the conditional GAN of Singh et al. (2021): LSGAN + 100 L1 + 100 |T60p error|, three Adam\n"
+        "optimisers with Table 2's settings. RUN/last.pt is rewritten atomically every --checkpoint-every\n"
+        "steps and at the end; metrics go to RUN/metrics.csv and TensorBoard (RUN/tb); a validation pass\n"
+        "(L1, T60 error) runs each epoch when the data set has a val split.\n\n"
+        "  i2r train --data DATA --out RUN --preset small --max-steps 2000\n"
+        "  torchrun --nproc_per_node 4 -m i2r train --data DATA --out RUN --preset paper   (DDP)\n"
+        "  i2r train --data DATA --out RUN --resume      (continues exactly where RUN/last.pt left off)",
+    )
+    p.add_argument("--data", required=True, help="paired data set folder (manifest CSV or pix2pix train_A/train_B)")
+    p.add_argument("--out", required=True, help="run folder: last.pt, config.json, metrics.csv, tb/")
+    p.add_argument("--preset", choices=("small", "paper"), default="small",
+                   help="small (128x128, ResNet-18) or paper (512x512, ResNet-50) (default: %(default)s)")
+    p.add_argument("--resolution", type=int, default=0, help="spectrogram side overriding the preset's (32-512)")
+    p.add_argument("--image-size", type=int, default=0, help="image side overriding the preset's (multiple of 32)")
+    p.add_argument("--max-steps", type=int, default=0, help="stop after N optimiser steps (default: 0, all epochs)")
+    p.add_argument("--epochs", type=int, default=200, help="epochs (default: %(default)s, as in the paper)")
+    p.add_argument("--batch-size", type=int, default=4, help="examples per process and step (default: %(default)s)")
+    p.add_argument("--lr-generator", type=float, default=4e-4, help="Adam lr of G (default: %(default)s)")
+    p.add_argument("--lr-discriminator", type=float, default=2e-4, help="Adam lr of D (default: %(default)s)")
+    p.add_argument("--lr-encoder", type=float, default=1e-5, help="Adam lr of encoder + depth (default: %(default)s)")
+    p.add_argument("--l1-weight", type=float, default=100.0, help="L1 term weight (default: %(default)s)")
+    p.add_argument("--t60p-weight", type=float, default=100.0, help="T60p term weight (default: %(default)s)")
+    p.add_argument("--no-depth", action="store_true", help="ablation: no depth channel (3-channel encoder)")
+    p.add_argument("--no-t60p", action="store_true", help="ablation: no T60p loss term")
+    p.add_argument("--no-places", action="store_true", help="ablation: random encoder weights, ignoring --places-weights")
+    p.add_argument("--places-weights", default="", help="Places365 ResNet .pth.tar to start the encoder from")
+    p.add_argument("--monodepth-weights", default="", help="folder with Monodepth2's encoder.pth and depth.pth")
+    p.add_argument("--depth-supervision", action="store_true", help="L1 between the depth net and the data's true depth")
+    p.add_argument("--depth-weight", type=float, default=1.0, help="weight of that depth L1 (default: %(default)s)")
+    p.add_argument("--amp", choices=("bf16", "fp16", "off"), default="bf16", help="CUDA mixed precision (default: %(default)s)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: %(default)s")
+    p.add_argument("--num-workers", type=int, default=0, help="data loader workers per process (default: 0)")
+    p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default: %(default)s)")
+    p.add_argument("--log-every", type=int, default=10, help="steps between metric rows (default: %(default)s)")
+    p.add_argument("--val-every", type=int, default=0, help="steps between validation passes (default: 0, each epoch)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--resume", action="store_true", help="continue exactly from RUN/last.pt")
+    p.add_argument("--stop-after-step", type=int, default=0, help="crash on purpose (SIGKILL) after step N: tests --resume")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    import json
+
+    from i2r.train import TrainConfig, train
+
+    fields = TrainConfig.__dataclass_fields__
+    summary = train(TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}))
+    if summary["rank"] == 0:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    return 0
+
+
+def _add_eval(sub):
+    p = _add_command(
+        sub, "eval", "evaluate a checkpoint on a paired test set (T60 error and more)",
+        "Generate an IR for every test image (batched; GPU when present) and measure generated and true\n"
+        "IRs with i2r.acoustics. Writes OUT/metrics.json, OUT/per_example.csv, a violin plot of the signed\n"
+        "T60 error and a scatter of generated vs true T60 per octave band. Examples whose true IR is not\n"
+        "measurable (too little dynamic range) are excluded and listed, never averaged in.\n\n"
+        "T60 definitions (--t60, written into every output):\n"
+        "  t30      ISO 3382-1 single number: mean of T30 at 500 Hz and 1 kHz (default)\n"
+        "  irstats  the paper's MATLAB irStats: 0 to -60 dB Schroeder fit, same bands\n"
+        "  t60p     the paper's differentiable proxy on the spectrogram\n\n"
+        "  i2r eval RUN/last.pt --data DATA --out reports/eval --baseline nn\n"
+        "  torchrun --nproc_per_node 2 -m i2r eval RUN/last.pt --data DATA   (shards the test set)",
+    )
+    p.add_argument("checkpoint", help="a checkpoint written by i2r train (e.g. RUN/last.pt)")
+    p.add_argument("--data", required=True, help="paired data set folder (manifest CSV or pix2pix test_A/test_B)")
+    p.add_argument("--out", default="reports/eval", help="output folder (default: %(default)s)")
+    p.add_argument("--split", default="test", help="which split to evaluate (default: %(default)s)")
+    p.add_argument("--depth", default=None, help="auto, 0, 0.5 or none; default: the checkpoint's own depth mode")
+    p.add_argument("--t60", dest="t60_definition", choices=("t30", "irstats", "t60p"), default="t30",
+                   help="T60 definition (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per generation batch (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the generator's noise, per example (default: 0)")
+    p.add_argument("--save-wavs", action="store_true", help="keep the generated IRs in OUT/wavs/")
+    p.add_argument("--baseline", choices=("nn",), default=None,
+                   help="also evaluate the nearest-neighbour baseline: the training IR whose image is closest")
+    p.add_argument("--places-weights", default=None,
+                   help="Places365 ResNet-50 .pth.tar for the NN baseline's embedding (default: the checkpoint's encoder)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="stdout format (default: %(default)s)")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args) -> int:
+    import json
+
+    from i2r.evaluate import EvalConfig, evaluate
+
+    fields = EvalConfig.__dataclass_fields__
+    metrics = evaluate(EvalConfig(**{k: v for k, v in vars(args).items() if k in fields}))
+    if metrics is None:
+        return 0
+    if args.format == "json":
+        sys.stdout.write(json.dumps(metrics) + "\n")
+        return 0
+    sys.stdout.write(_eval_table(metrics) + f"\nwritten to {args.out}/\n")
+    return 0
+
+
+def _eval_table(metrics: dict) -> str:
+    def row(name, stats):
+        if not stats or stats.get("mean") is None:
+            return f"  {name:<14} (nothing measurable)"
+        return (f"  {name:<14} mean {stats['mean']:+7.1f} %   sd {stats['sd']:6.1f} %   median {stats['median']:+7.1f} %"
+                f"   IQR {stats['iqr']:6.1f} %")
+
+    lines = [f"T60 error ({metrics['t60_definition']}: {metrics['t60_definition_text']})",
+             f"  n = {metrics['n']} evaluated, {len(metrics['excluded'])} excluded (ground truth not measurable)",
+             row("model", metrics["t60_error_pct"])]
+    if "baseline_nn" in metrics:
+        lines.append(row("NN baseline", metrics["baseline_nn"]["t60_error_pct"]))
+    lines.append(f"  log-spectral distance {metrics['lsd_db']['mean']:.2f} dB, MFCC Spearman "
+                 f"{metrics['mfcc_spearman']['mean']:.3f}" if metrics["n"] else "")
+    return "\n".join(lines)
+
+
+def _add_report(sub):
+    p = _add_command(
+        sub, "report", "build the ablation report (Table 3, Fig. 8, Table 5, Fig. 10)",
+        "Evaluate every variant of an ablation protocol (eval/ablations.toml: variants, checkpoints, test set,\n"
+        "depth-steering settings) and write Markdown, HTML and LaTeX tables with PNG and PDF figures. Each\n"
+        "variant is compared with the main model (Wilcoxon signed-rank on |error|, bootstrap 95 % CIs).\n"
+        "Evaluations are cached by checkpoint hash and settings: re-running reuses finished ones.\n\n"
+        "  i2r report --ablations                                    (eval/ablations.toml)\n"
+        "  i2r report --ablations eval/ablations_synthetic.toml --train   (offline, bounded time)",
+    )
+    p.add_argument("--ablations", nargs="?", const="eval/ablations.toml", metavar="PROTOCOL.toml", required=True,
+                   help="the protocol (default when given without a value: %(const)s)")
+    p.add_argument("--out", default=None, help="report folder (default: the protocol's `out`)")
+    p.add_argument("--train", action="store_true", help="train the variants whose checkpoints are missing")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.set_defaults(func=_run_report)
+
+
+def _run_report(args) -> int:
+    from i2r.analysis.ablations import load_protocol, run_ablations
+
+    result = run_ablations(load_protocol(args.ablations), train_missing=args.train, out=args.out, device=args.device)
+    sys.stdout.write(f"report: {result['report']['markdown']}\n")
+    return 0
+
+
+def _add_synth(sub):
+    p = _add_command(
+        sub, "synth", "write a synthetic paired data set (rendered rooms + their IRs, exact T60)",
+        "Procedural shoebox rooms from a 2 m booth to a 60 m hall, plus outdoor scenes, each with surface\n"
+        "materials from Vorländer's absorption tables. For every scene: a rendered view (images/), its\n"
+        "z-depth in millimetres as 16-bit PNG (depth/; 65535 = 65.535 m or sky), and a 22,050 Hz, 5.94 s IR\n"
+        "(irs/: image sources + a tail decaying per octave band with Eyring's T60). OUT/manifest.csv lists\n"
+        "them with split, category, per-band T60 and the scene parameters; `i2r train --data OUT` reads it.\n"
+        "Same --seed, same bytes, whatever --jobs; an interrupted run resumes when run again.\n\n"
+        "  i2r synth --n 2000 --out data/synth --jobs 2\n"
+        "  i2r synth --n 200 --out data/synth_small --seed 7 --image-size 224 --split 0.7,0.15,0.15",
+    )
+    p.add_argument("--n", type=int, required=True, help="number of scenes")
+    p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+    p.add_argument("--image-size", type=int, default=256, help="image and depth side in pixels (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=1, help="worker processes (default: %(default)s)")
+    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions (default: %(default)s)")
+    p.set_defaults(func=_run_synth)
+
+
+def _run_synth(args) -> int:
+    from i2r.data.synthetic import SynthConfig, generate
+
+    try:
+        split = tuple(float(x) for x in args.split.split(","))
+    except ValueError:
+        raise UserError(f"--split: expected three numbers like 0.8,0.1,0.1, got {args.split!r}") from None
+    summary = generate(SynthConfig(n=args.n, out=args.out, seed=args.seed, image_size=args.image_size,
+                                   jobs=args.jobs, split=split))
+    splits = ", ".join(f"{k} {v}" for k, v in summary.splits.items())
+    kinds = ", ".join(f"{k} {v}" for k, v in summary.categories.items())
+    sys.stdout.write(f"{summary.manifest}: {summary.n} scenes ({summary.generated} new, {summary.reused} reused) "
+                     f"in {summary.seconds:.1f} s; {splits}; {kinds}\n")
+    return 0
+
+
+def _add_demo(sub):
+    p = _add_command(
+        sub, "demo", "the whole system on built-in synthetic rooms: synth -> train -> eval -> report",
+        "One command, offline: makes (or reuses from the cache) a paired set of synthetic rooms with exact\n"
+        "ground truth, trains the small preset for --minutes (depth supervised by the renderer's depth maps),\n"
+        "evaluates on held-out rooms against the nearest-neighbour baseline, and writes a report (Markdown,\n"
+        "HTML, PNG, WAV) to --out. Re-running resumes an interrupted training run in OUT/run.\n\n"
+        "  i2r demo                          (about 10 minutes of training on 2 CPU cores)\n"
+        "  i2r demo --minutes 2 --format json",
+    )
+    p.add_argument("--minutes", type=float, default=10.0, help="training time budget in minutes (default: %(default)s)")
+    p.add_argument("--out", default="reports/demo", help="report and run folder (default: %(default)s)")
+    p.add_argument("--cache", default="", help="where synthetic data sets are kept (default: ~/.cache/i2r)")
+    p.add_argument("--scenes", dest="n_scenes", type=int, default=1000,
+                   help="synthetic rooms to make, split 80/10/10 train/val/test (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, help="training batch size (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="seed of data, training and evaluation (default: 0)")
+    p.add_argument("--dry", default="", help="your own dry signal for the audio examples (default: built-in)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--format", choices=("table", "json"), default="table", help="stdout format (default: %(default)s)")
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    import json
+
+    from i2r.demo import DemoConfig, run_demo
+
+    fields = DemoConfig.__dataclass_fields__
+    summary = run_demo(DemoConfig(**{k: v for k, v in vars(args).items() if k in fields}))
+    if args.format == "json":
+        sys.stdout.write(json.dumps(summary) + "\n")
+        return 0
+    for name in ("model", "baseline_nn"):
+        s = summary[name]["t60_error_pct"]
+        sys.stdout.write(f"{name:<12} T60 error: mean {s['mean']:+.1f} %, SD {s['sd']:.1f} %, median {s['median']:+.1f} %, "
+                         f"median |error| {s['median_abs']:.1f} %\n")
+    sys.stdout.write(f"report: {summary['report']}\n")
+    return 0
+
+
+def _add_generate(sub):
+    p = _add_command(
+        sub, "generate", "photo(s) -> room impulse response(s) with a trained checkpoint",
+        "For each image write OUT/<stem>.wav (mono, 22,050 Hz, 5.94 s, peak 1), OUT/<stem>_spectrogram.png\n"
+        "and OUT/<stem>_depth.png; with --apply DRY.wav also OUT/<stem>_<dry stem>_wet.wav (FFT convolution,\n"
+        "scaled to the dry signal's peak or below, never clipped). Images are batched; folders are searched\n"
+        "for images; unreadable images are reported, skipped and counted. OUT/generate.json records the run.\n\n"
+        "  i2r generate photo.jpg --checkpoint RUN/last.pt --out generated/\n"
+        "  i2r generate photos/ --checkpoint RUN/last.pt --out generated/ --depth 0.5 --apply speech.wav",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint written by i2r train (e.g. RUN/last.pt)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--depth", dest="depth_mode", default=None,
+                   help="auto (Monodepth2), none, or a constant disparity such as 0 or 0.5 (the paper's depth "
+                   "steering); default: the checkpoint's own depth mode")
+    p.add_argument("--seed", type=int, default=0, help="seed of the 147 noise values and Griffin-Lim (default: 0)")
+    p.add_argument("--apply", action="append", default=[], metavar="DRY.wav",
+                   help="also convolve this dry signal with each IR (repeatable)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per batch (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help="network precision (default: bf16 where the hardware has it natively, else fp32)")
+    p.add_argument("--griffin-lim-iters", type=int, default=32, help="Griffin-Lim iterations (default: %(default)s)")
+    p.set_defaults(func=_run_generate)
+
+
+def _run_generate(args) -> int:
+    from i2r.inference import GenerateConfig, generate_files
+
+    fields = GenerateConfig.__dataclass_fields__
+    summary = generate_files(GenerateConfig(**{k: v for k, v in vars(args).items() if k in fields}), progress=True)
+    sys.stdout.write(f"{len(summary.written)} IRs written to {args.out}/; {len(summary.skipped)} images skipped\n")
+    return 0
+
+
+def _add_prepare(sub):
+    p = _add_command(
+        sub, "prepare", "turn raw photos + IRs (or 360° panoramas) into a ready paired data set",
+        "RAW is a manifest CSV (columns image, ir, split, scene; optional depth, t60_s; paths relative to\n"
+        "the CSV), a folder holding manifest.csv, or a pix2pix folder (train_A/ photos + train_B/ IRs,\n"
+        "paired by sorted name; likewise val_, test_), with original files: any image size, WAV/FLAC\n"
+        "IRs at any rate, mono, stereo (mean) or B-format (W). OUT gets 22,050 Hz mono 5.94 s float WAVs\n"
+        "(peak 1), centre-cropped square PNGs, 16-bit depth PNGs and OUT/manifest.csv. With\n"
+        "--equirect-views K every image is a 360° equirectangular panorama and K rectilinear views are\n"
+        "cut from it at yaws 0, 360/K, ... (the paper's Fig. 7). Bad files are skipped and listed at the\n"
+        "end; run again to resume.\n\n"
+        "  i2r prepare raw/pairs.csv --out data/ready --image-size 256\n"
+        "  i2r prepare raw/panoramas --out data/views --equirect-views 8 --fov 90 --layout pix2pix",
+    )
+    p.add_argument("raw", metavar="RAW", help="raw data: manifest CSV, folder with manifest.csv, or pix2pix folder")
+    p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
+    p.add_argument("--image-size", type=int, default=256, help="side of the square output images in px (default: %(default)s)")
+    p.add_argument("--layout", choices=["manifest", "pix2pix"], default="manifest",
+                   help="output layout (default: %(default)s); manifest.csv is written in both")
+    p.add_argument("--equirect-views", type=int, default=0, metavar="K",
+                   help="treat images as 360° panoramas and cut K views from each (default: 0 = off)")
+    p.add_argument("--fov", type=float, default=90.0, metavar="DEG", help="field of view of a view (default: %(default)s)")
+    p.add_argument("--pitch", type=float, default=0.0, metavar="DEG", help="view elevation, up positive (default: %(default)s)")
+    p.add_argument("--allow-outside", action="store_true", help="let manifest paths point outside the CSV's folder")
+    p.set_defaults(func=_run_prepare)
+
+
+def _run_prepare(args) -> int:
+    from i2r.data.prepare import PrepareConfig, prepare_dataset
+
+    summary = prepare_dataset(PrepareConfig(
+        raw=args.raw, out=args.out, image_size=args.image_size, layout=args.layout, equirect_views=args.equirect_views,
+        fov_deg=args.fov, pitch_deg=args.pitch, allow_outside=args.allow_outside))
+    for path, reason in summary.bad:
+        sys.stderr.write(f"skipped {path}: {reason}\n")
+    sys.stdout.write(f"{summary.manifest}: {summary.pairs} pairs ({summary.written} files written, {summary.reused} "
+                     f"kept); {len(summary.bad)} bad files, {summary.skipped_pairs} pairs skipped\n")
+    return 0
+
+
+COMMANDS = [_add_demo, _add_analyze, _add_survey_stats, _add_survey_build, _add_train, _add_eval, _add_report, _add_synth,
+            _add_generate, _add_prepare]
 
 
 def build_parser() -> argparse.ArgumentParser:
