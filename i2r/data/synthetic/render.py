@@ -30,7 +30,10 @@ class RenderConfig:
     fov_deg: float = 70.0
 
 
-# --- procedural noise ----------------------------------------------------------------------------
+# --- procedural noise, filtered by the pixel footprint -------------------------------------------
+# Every texture gets fp, the pixel's footprint in metres. Detail finer than a pixel is replaced
+# by its average (analytic box filtering), so that distant brick or tile does not alias into
+# moiré or speckle: a cheap stand-in for supersampling.
 
 
 def _hash(i: np.ndarray, j: np.ndarray, seed: int) -> np.ndarray:
@@ -49,22 +52,45 @@ def _cells(u, v, su, sv, seed=0):
     return _hash(iu.astype(np.int64), iv.astype(np.int64), seed), fu - iu, fv - iv
 
 
-def _value_noise(u, v, scale: float, seed: int = 0) -> np.ndarray:
-    """Smooth noise in [0, 1) with features of ``scale`` metres (bilinear value noise)."""
+def _grain(u, v, cell: float, seed: int, fp) -> np.ndarray:
+    """Zero-mean white noise on a ``cell``-metre lattice, its amplitude reduced as a pixel
+    averages (fp / cell)^2 cells: the standard deviation of the average."""
+    noise = _hash(np.floor(u / cell).astype(np.int64), np.floor(v / cell).astype(np.int64), seed) - 0.5
+    return noise * np.minimum(1.0, cell / np.maximum(fp, 1e-6))
+
+
+def _value_noise(u, v, scale: float, seed: int = 0, fp=None) -> np.ndarray:
+    """Smooth noise, mean 0.5, with features of ``scale`` metres (bilinear value noise)."""
     fu, fv = u / scale, v / scale
     iu, iv = np.floor(fu).astype(np.int64), np.floor(fv).astype(np.int64)
     a, b = fu - iu, fv - iv
     a, b = a * a * (3 - 2 * a), b * b * (3 - 2 * b)
     n00, n10 = _hash(iu, iv, seed), _hash(iu + 1, iv, seed)
     n01, n11 = _hash(iu, iv + 1, seed), _hash(iu + 1, iv + 1, seed)
-    return (n00 * (1 - a) + n10 * a) * (1 - b) + (n01 * (1 - a) + n11 * a) * b
+    noise = (n00 * (1 - a) + n10 * a) * (1 - b) + (n01 * (1 - a) + n11 * a) * b
+    return noise if fp is None else 0.5 + (noise - 0.5) * _detail(fp, scale)
 
 
-def _grout(frac_u, frac_v, width_u, width_v):
-    """1 on the joint lines of a grid (fractions near 0 or 1), 0 inside the cells."""
-    on_u = (frac_u < width_u) | (frac_u > 1 - width_u)
-    on_v = (frac_v < width_v) | (frac_v > 1 - width_v)
-    return (on_u | on_v).astype(np.float32)
+def _detail(fp, size: float):
+    """1 while features of ``size`` metres span several pixels, falling to 0 when one pixel covers them."""
+    return np.clip(1.5 - fp / size, 0.0, 1.0)
+
+
+def _line_coverage(frac, half_width: float, fp_cells):
+    """Fraction of a pixel (width ``fp_cells`` in cell units, centred at ``frac``) covered by the
+    joint lines of ``half_width`` on each side of the cell boundaries; tends to the area
+    fraction 2 half_width when pixels grow larger than a cell."""
+    dist = np.minimum(frac, 1.0 - frac)
+    h = np.clip(fp_cells / 2.0, 1e-4, 0.5)
+    overlap = np.minimum(dist + h, half_width) - np.maximum(dist - h, -half_width)
+    return np.clip(overlap / (2.0 * h), 0.0, 1.0)
+
+
+def _grout(frac_u, frac_v, width_u, width_v, fp_u, fp_v):
+    """Coverage in [0, 1] of a grid's joint lines (half-widths in cell units, footprints likewise)."""
+    cu = _line_coverage(frac_u, width_u, fp_u)
+    cv = _line_coverage(frac_v, width_v, fp_v)
+    return 1.0 - (1.0 - cu) * (1.0 - cv)
 
 
 def _mix(a, b, w):
@@ -76,58 +102,63 @@ def _rgb(colour, n):
     return np.broadcast_to(np.asarray(colour, dtype=np.float32), (n, 3)).copy()
 
 
-# --- materials' appearance: f(u, v) -> (n, 3) RGB in [0, 1] --------------------------------------
+def _shaded(colour, shade):
+    return _rgb(colour, shade.shape[0]) * shade[:, None]
 
 
-def _carpet(u, v, seed):
+# --- materials' appearance: f(u, v, seed, fp) -> (n, 3) RGB in [0, 1] ----------------------------
+
+
+def _carpet(u, v, seed, fp):
     base = [(0.45, 0.2, 0.2), (0.3, 0.33, 0.45), (0.55, 0.48, 0.38), (0.28, 0.38, 0.3)][seed % 4]
-    fine = _hash(np.floor(u / 0.006).astype(np.int64), np.floor(v / 0.006).astype(np.int64), seed)
-    shade = 0.85 + 0.2 * fine + 0.12 * _value_noise(u, v, 0.6, seed)
-    return _rgb(base, u.size) * shade[:, None]
+    shade = 0.95 + 0.4 * _grain(u, v, 0.006, seed, fp) + 0.25 * (_value_noise(u, v, 0.6, seed, fp) - 0.5)
+    return _shaded(base, shade)
 
 
-def _thin_carpet(u, v, seed):
+def _thin_carpet(u, v, seed, fp):
     cell, fu, fv = _cells(u, v, 0.5, 0.5, seed)
-    fine = _hash(np.floor(u / 0.008).astype(np.int64), np.floor(v / 0.008).astype(np.int64), seed + 1)
-    shade = 0.8 + 0.12 * cell + 0.2 * fine - 0.15 * _grout(fu, fv, 0.01, 0.01)
-    return _rgb((0.42, 0.44, 0.48), u.size) * shade[:, None]
+    shade = 0.9 + 0.12 * (cell - 0.5) * _detail(fp, 0.5) + 0.4 * _grain(u, v, 0.008, seed + 1, fp)
+    shade -= 0.15 * _grout(fu, fv, 0.01, 0.01, fp / 0.5, fp / 0.5)
+    return _shaded((0.42, 0.44, 0.48), shade)
 
 
-def _planks(u, v, seed, width=0.15, length=1.4, base=(0.62, 0.42, 0.24)):
-    """Planks of ``width`` across v, staggered ends along u, grain along u."""
+def _planks(u, v, seed, fp, width=0.15, length=1.4, base=(0.62, 0.42, 0.24)):
+    """Planks of ``width`` across v, staggered ends along u, grain streaks along u."""
     row = np.floor(v / width)
     offset = _hash(row.astype(np.int64), np.zeros_like(row, dtype=np.int64), seed) * length
     along = (u + offset) / length
-    plank = _hash(row.astype(np.int64), np.floor(along).astype(np.int64), seed + 7)
+    plank = _hash(row.astype(np.int64), np.floor(along).astype(np.int64), seed + 7) - 0.5
     fv, fu = v / width - row, along - np.floor(along)
-    grain = _value_noise(u * 0.05, v, 0.02, seed + 3)  # streaks: long along u, ~2 cm across
-    shade = 0.75 + 0.3 * plank + 0.08 * grain - 0.45 * _grout(fu, fv, 0.004, 0.03)
-    return _rgb(base, u.size) * shade[:, None]
+    streaks = _value_noise(u * 0.05, v, 0.02, seed + 3) - 0.5  # long along u, ~2 cm across
+    shade = 0.88 + 0.3 * plank * _detail(fp, width) + 0.16 * streaks * _detail(fp, 0.02)
+    shade -= 0.45 * _grout(fu, fv, 0.004, 0.03, fp / length, fp / width)
+    return _shaded(base, shade)
 
 
-def _wood_floor(u, v, seed):
-    return _planks(u, v, seed)
+def _wood_floor(u, v, seed, fp):
+    return _planks(u, v, seed, fp)
 
 
-def _wood_panel(u, v, seed):
-    # Vertical boards on walls (swap u and v so the boards run along v).
-    return _planks(v, u, seed, width=0.12, length=2.4, base=(0.55, 0.36, 0.2))
+def _wood_panel(u, v, seed, fp):
+    # Vertical boards on walls (u and v swapped so that the boards run along v).
+    return _planks(v, u, seed, fp, width=0.12, length=2.4, base=(0.55, 0.36, 0.2))
 
 
-def _linoleum(u, v, seed):
+def _linoleum(u, v, seed, fp):
     speck = _hash(np.floor(u / 0.01).astype(np.int64), np.floor(v / 0.01).astype(np.int64), seed) > 0.93
-    shade = 0.95 + 0.05 * _value_noise(u, v, 1.0, seed) - 0.25 * speck
-    return _rgb((0.7, 0.66, 0.55), u.size) * shade[:, None]
+    shade = 0.95 + 0.05 * _value_noise(u, v, 1.0, seed) - 0.25 * (speck - 0.07) * np.minimum(1.0, 0.01 / np.maximum(fp, 1e-6)) - 0.018
+    return _shaded((0.7, 0.66, 0.55), shade)
 
 
-def _marble(u, v, seed):
+def _marble(u, v, seed, fp):
     cell, fu, fv = _cells(u, v, 0.8, 0.8, seed)
     vein = np.abs(np.sin((u + 0.6 * v) * 4.0 + 5.0 * _value_noise(u, v, 0.4, seed))) ** 0.15
-    shade = 0.8 + 0.1 * cell + 0.15 * vein - 0.2 * _grout(fu, fv, 0.004, 0.004)
-    return _rgb((0.9, 0.88, 0.84), u.size) * shade[:, None]
+    shade = 0.85 + 0.1 * (cell - 0.5) * _detail(fp, 0.8) + 0.15 * (vein - 0.75) * _detail(fp, 0.1) + 0.1
+    shade -= 0.2 * _grout(fu, fv, 0.004, 0.004, fp / 0.8, fp / 0.8)
+    return _shaded((0.9, 0.88, 0.84), shade)
 
 
-def _seating(u, v, seed):
+def _seating(u, v, seed, fp):
     """Rows of upholstered seats seen from above: rows every 0.9 m along u, seats 0.55 m wide."""
     fu = u / 0.9 - np.floor(u / 0.9)
     fv = v / 0.55 - np.floor(v / 0.55)
@@ -136,87 +167,83 @@ def _seating(u, v, seed):
     seat = (fv > 0.08).astype(np.float32) * (fu > 0.2).astype(np.float32)
     colour = _mix(_rgb((0.22, 0.18, 0.16), u.size), (0.6, 0.1, 0.12), seat)
     colour = _mix(colour, (0.42, 0.06, 0.08), back * seat)
+    colour = _mix(colour, (0.47, 0.1, 0.11), 1.0 - _detail(fp, 0.3))  # far rows: their mean colour
     return _mix(colour, (0.45, 0.35, 0.25), aisle)
 
 
-def _tile(u, v, seed, size=0.3):
+def _tile(u, v, seed, fp, size=0.3):
     cell, fu, fv = _cells(u, v, size, size, seed)
     base = [(0.92, 0.92, 0.9), (0.85, 0.88, 0.9), (0.8, 0.75, 0.65)][seed % 3]
-    shade = 0.95 + 0.06 * cell
-    colour = _rgb(base, u.size) * shade[:, None]
-    return _mix(colour, (0.55, 0.55, 0.52), _grout(fu, fv, 0.015, 0.015))
+    colour = _shaded(base, 0.98 + 0.06 * (cell - 0.5) * _detail(fp, size))
+    return _mix(colour, (0.55, 0.55, 0.52), _grout(fu, fv, 0.015, 0.015, fp / size, fp / size))
 
 
-def _concrete(u, v, seed):
+def _concrete(u, v, seed, fp):
     cell, fu, fv = _cells(u, v, 2.4, 1.2, seed)
-    mottle = _value_noise(u, v, 0.3, seed) * 0.6 + _value_noise(u, v, 0.05, seed + 3) * 0.4
-    tie = ((np.abs(fu * 2.4 % 0.6 - 0.3) < 0.02) & (np.abs(fv * 1.2 - 0.6) < 0.02)).astype(np.float32)
-    shade = 0.75 + 0.2 * mottle + 0.05 * cell - 0.2 * _grout(fu, fv, 0.002, 0.004) - 0.4 * tie
-    return _rgb((0.62, 0.61, 0.58), u.size) * shade[:, None]
+    mottle = (_value_noise(u, v, 0.3, seed, fp) - 0.5) * 0.6 + (_value_noise(u, v, 0.05, seed + 3, fp) - 0.5) * 0.4
+    tie = ((np.abs(fu * 2.4 % 0.6 - 0.3) < 0.02) & (np.abs(fv * 1.2 - 0.6) < 0.02)) * _detail(fp, 0.04)
+    shade = 0.85 + 0.2 * mottle + 0.05 * (cell - 0.5) - 0.2 * _grout(fu, fv, 0.002, 0.004, fp / 2.4, fp / 1.2) - 0.4 * tie
+    return _shaded((0.62, 0.61, 0.58), shade)
 
 
-def _plaster(u, v, seed):
+def _plaster(u, v, seed, fp):
     base = [(0.93, 0.92, 0.88), (0.9, 0.84, 0.72), (0.82, 0.86, 0.84), (0.86, 0.82, 0.86), (0.95, 0.9, 0.78)][seed % 5]
-    shade = 0.95 + 0.05 * _value_noise(u, v, 0.8, seed)
-    return _rgb(base, u.size) * shade[:, None]
+    return _shaded(base, 0.95 + 0.05 * _value_noise(u, v, 0.8, seed))
 
 
-def _brick(u, v, seed):
+def _brick(u, v, seed, fp):
     course = np.floor(v / 0.075)
-    shift = (course % 2) * 0.1125
-    along = (u + shift) / 0.225
-    brick = _hash(np.floor(along).astype(np.int64), course.astype(np.int64), seed)
+    along = (u + (course % 2) * 0.1125) / 0.225
+    brick = _hash(np.floor(along).astype(np.int64), course.astype(np.int64), seed) - 0.5
     fu, fv = along - np.floor(along), v / 0.075 - course
-    colour = _rgb((0.6, 0.28, 0.2), u.size) * (0.7 + 0.45 * brick)[:, None]
-    colour *= (0.9 + 0.1 * _value_noise(u, v, 0.02, seed))[:, None]
-    return _mix(colour, (0.75, 0.72, 0.66), _grout(fu, fv, 0.022, 0.07))
+    shade = 0.92 + 0.45 * brick * _detail(fp, 0.075) + 0.2 * _grain(u, v, 0.02, seed, fp)
+    colour = _shaded((0.6, 0.28, 0.2), shade)
+    return _mix(colour, (0.75, 0.72, 0.66), _grout(fu, fv, 0.022, 0.07, fp / 0.225, fp / 0.075))
 
 
-def _stone(u, v, seed):
+def _stone(u, v, seed, fp):
     course = np.floor(v / 0.4)
     shift = _hash(course.astype(np.int64), np.zeros_like(course, dtype=np.int64), seed) * 0.7
     along = (u + shift) / 0.7
-    block = _hash(np.floor(along).astype(np.int64), course.astype(np.int64), seed + 1)
+    block = _hash(np.floor(along).astype(np.int64), course.astype(np.int64), seed + 1) - 0.5
     fu, fv = along - np.floor(along), v / 0.4 - course
-    shade = 0.8 + 0.2 * block + 0.1 * _value_noise(u, v, 0.1, seed)
-    colour = _rgb((0.78, 0.72, 0.6), u.size) * shade[:, None]
-    return _mix(colour, (0.5, 0.47, 0.42), _grout(fu, fv, 0.012, 0.02))
+    shade = 0.95 + 0.2 * block * _detail(fp, 0.4) + 0.1 * (_value_noise(u, v, 0.1, seed, fp) - 0.5)
+    colour = _shaded((0.78, 0.72, 0.6), shade)
+    return _mix(colour, (0.5, 0.47, 0.42), _grout(fu, fv, 0.012, 0.02, fp / 0.7, fp / 0.4))
 
 
-def _glass(u, v, seed):
+def _glass(u, v, seed, fp):
     cell, fu, fv = _cells(u, v, 1.5, 2.5, seed)
     sky = _mix(_rgb((0.75, 0.85, 0.92), u.size), (0.45, 0.6, 0.75), np.clip(v / 6.0, 0, 1))
-    sky *= (0.92 + 0.08 * cell)[:, None]
-    return _mix(sky, (0.2, 0.2, 0.22), _grout(fu, fv, 0.02, 0.012))
+    sky *= (0.96 + 0.08 * (cell - 0.5))[:, None]
+    return _mix(sky, (0.2, 0.2, 0.22), _grout(fu, fv, 0.02, 0.012, fp / 1.5, fp / 2.5))
 
 
-def _curtains(u, v, seed):
+def _curtains(u, v, seed, fp):
     base = [(0.55, 0.1, 0.12), (0.2, 0.22, 0.4), (0.65, 0.5, 0.2), (0.4, 0.4, 0.42)][seed % 4]
-    folds = 0.72 + 0.28 * np.sin(2 * np.pi * u / 0.16 + 1.5 * _value_noise(u, v, 0.7, seed))
-    return _rgb(base, u.size) * folds[:, None]
+    folds = np.sin(2 * np.pi * u / 0.16 + 1.5 * _value_noise(u, v, 0.7, seed))
+    return _shaded(base, 0.78 + 0.28 * folds * _detail(fp, 0.08))
 
 
-def _acoustic_panels(u, v, seed):
+def _acoustic_panels(u, v, seed, fp):
     cell, fu, fv = _cells(u, v, 0.6, 1.2, seed)
     palette = np.array([(0.35, 0.36, 0.38), (0.22, 0.24, 0.3), (0.3, 0.4, 0.5), (0.5, 0.48, 0.44)], dtype=np.float32)
-    colour = palette[(cell * 4).astype(np.int64)]
-    fine = _hash(np.floor(u / 0.004).astype(np.int64), np.floor(v / 0.004).astype(np.int64), seed)
-    colour = colour * (0.9 + 0.15 * fine)[:, None]
-    return _mix(colour, (0.08, 0.08, 0.08), _grout(fu, fv, 0.03, 0.015))
+    colour = _mix(palette[(cell * 4).astype(np.int64)], palette.mean(0), 1.0 - _detail(fp, 0.6))
+    colour = colour * (1.0 + 0.3 * _grain(u, v, 0.004, seed, fp))[:, None]
+    return _mix(colour, (0.08, 0.08, 0.08), _grout(fu, fv, 0.03, 0.015, fp / 0.6, fp / 1.2))
 
 
-def _acoustic_tiles(u, v, seed):
+def _acoustic_tiles(u, v, seed, fp):
     cell, fu, fv = _cells(u, v, 0.6, 0.6, seed)
-    holes = _hash(np.floor(u / 0.012).astype(np.int64), np.floor(v / 0.012).astype(np.int64), seed) > 0.8
-    colour = _rgb((0.9, 0.9, 0.87), u.size) * (1.0 - 0.25 * holes)[:, None]
-    return _mix(colour, (0.7, 0.7, 0.72), _grout(fu, fv, 0.025, 0.025))
+    colour = _shaded((0.9, 0.9, 0.87), 0.95 + 0.5 * _grain(u, v, 0.012, seed, fp))
+    return _mix(colour, (0.7, 0.7, 0.72), _grout(fu, fv, 0.025, 0.025, fp / 0.6, fp / 0.6))
 
 
-def _paving(u, v, seed):
+def _paving(u, v, seed, fp):
     cell, fu, fv = _cells(u, v, 0.5, 0.5, seed)
-    shade = 0.75 + 0.2 * cell + 0.1 * _value_noise(u, v, 2.0, seed)
-    colour = _rgb((0.6, 0.57, 0.52), u.size) * shade[:, None]
-    return _mix(colour, (0.38, 0.36, 0.33), _grout(fu, fv, 0.02, 0.02))
+    shade = 0.85 + 0.2 * (cell - 0.5) * _detail(fp, 0.5) + 0.1 * (_value_noise(u, v, 2.0, seed) - 0.5)
+    colour = _shaded((0.6, 0.57, 0.52), shade)
+    return _mix(colour, (0.38, 0.36, 0.33), _grout(fu, fv, 0.02, 0.02, fp / 0.5, fp / 0.5))
 
 
 _TEXTURES = {
@@ -268,7 +295,7 @@ def camera_rays(scene: Scene, config: RenderConfig) -> np.ndarray:
 def _room_hits(origin, d, dims):
     """Nearest room plane per ray: ray parameter t ``(P,)`` and surface index ``(P,)``."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        t_axes = np.where(d > 0, (np.asarray(dims) - origin) / d, np.where(d < 0, -origin / d, np.inf))
+        t_axes = np.where(d > 0, (np.asarray(dims, dtype=np.float32) - origin) / d, np.where(d < 0, -origin / d, np.inf))
     axis = np.argmin(t_axes, axis=1)
     t = np.take_along_axis(t_axes, axis[:, None], axis=1)[:, 0]
     positive = np.take_along_axis(d, axis[:, None], axis=1)[:, 0] > 0
@@ -362,11 +389,12 @@ def _sky(d):
     return _mix(_rgb((0.86, 0.9, 0.94), d.shape[0]), (0.33, 0.52, 0.85), np.clip(elevation / 0.6, 0, 1) ** 0.7)
 
 
-def _shade_surfaces(scene, colour, points, footprint, sid):
+def _shade_surfaces(scene, colour, points, d, footprint, sid):
     """Texture and shade the room's planes (or the ground) in place.
 
-    Texture lookups are jittered within each pixel's footprint (``footprint``, metres per
-    pixel): fine periodic patterns far away turn into noise instead of moiré.
+    Textures are filtered by each pixel's footprint (``footprint``, metres per pixel, widened on
+    oblique planes) and looked up at a point jittered within it: what remains of aliasing
+    turns into faint noise instead of moiré.
     """
     dims = scene.dims
     light = np.array([dims[0] / 2, dims[1] / 2, dims[2] - 0.05], dtype=np.float32)
@@ -377,9 +405,13 @@ def _shade_surfaces(scene, colour, points, footprint, sid):
             continue
         p = points[mask]
         au, av = _UV_AXES[surface]
-        u, v = _jitter(p[:, au], p[:, av], footprint[mask], np.flatnonzero(mask))
+        # Footprint grows as 1/cos(incidence) along the view on oblique planes; the geometric
+        # mean of the two axes' footprints is used for both.
+        cos = np.abs(d[mask] @ _NORMALS[surface]) / np.linalg.norm(d[mask], axis=1)
+        fp = footprint[mask] / np.sqrt(np.maximum(cos, 0.02))
+        u, v = _jitter(p[:, au], p[:, av], 0.5 * fp, np.flatnonzero(mask))
         name = scene.materials[SURFACES[surface]]
-        tex = _TEXTURES[name](u, v, _material_seed(scene, name)) + np.asarray(scene.tint.get(name, (0, 0, 0)), dtype=np.float32)
+        tex = _TEXTURES[name](u, v, _material_seed(scene, name), fp) + np.asarray(scene.tint.get(name, (0, 0, 0)), dtype=np.float32)
         for patch in scene.patches:
             if patch.surface != surface:
                 continue
@@ -466,7 +498,7 @@ def render(scene: Scene, config: RenderConfig = RenderConfig()) -> tuple[np.ndar
         colour[~finite] = _sky(flat[~finite])
     pixel_angle = 2.0 * np.tan(np.deg2rad(config.fov_deg) / 2.0) / n
     footprint = np.where(finite, t, 0.0) * np.linalg.norm(flat, axis=1) * pixel_angle
-    _shade_surfaces(scene, colour, points, footprint, sid)
+    _shade_surfaces(scene, colour, points, flat, footprint, sid)
     _shade_boxes(scene, colour, points, sid, axis)
     colour = _haze(scene, colour, t, finite)
     image = (np.clip(colour, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(n, n, 3)

@@ -232,32 +232,39 @@ def _patches(rng, category: str, dims) -> list[Patch]:
 
 
 def _furniture(rng, category: str, dims, camera) -> list[Box]:
-    """Tables, chairs, people (1.6-1.9 m tall) and, in halls, columns: known sizes for scale."""
+    """Tables, chairs, people (1.6-1.9 m tall) and, in halls, columns: objects of known size.
+
+    Everything stands at least 1.5 m in front of the camera (people 2 m), so that no object
+    fills the view; a booth too short for that gets at most a chair.
+    """
     length, width, height = dims
     boxes: list[Box] = []
+    free = length - camera[0]
 
-    def spot(margin=0.6):
-        x_lo = camera[0] + 1.2
+    def spot(margin, near):
+        x_lo = camera[0] + near
         m = min(margin, 0.3 * width)
         return float(rng.uniform(x_lo, max(x_lo, length - margin))), float(rng.uniform(m, width - m))
+
     wood = tuple(float(v) for v in np.clip(np.array([0.45, 0.30, 0.18]) + rng.uniform(-0.08, 0.08, 3), 0, 1))
-    n_tables = int(rng.integers(0, 2 if category == "small" else 4))
-    for _ in range(n_tables):
-        x, y = spot(1.0)
+    fabric = tuple(float(v) for v in rng.uniform(0.1, 0.7, 3))
+    if free < 2.5:
+        if rng.random() < 0.5:
+            x, y = spot(0.3, min(1.2, free - 0.4))
+            boxes.extend(_chair(x, y, 1 if rng.random() < 0.5 else -1, fabric))
+        return boxes
+    for _ in range(int(rng.integers(0, 2 if category == "small" else 4))):
+        x, y = spot(1.0, 1.8)
         boxes.append(Box("table_top", (x - 0.6, y - 0.4, 0.72), (x + 0.6, y + 0.4, 0.76), wood))
         boxes.append(Box("table_leg", (x - 0.05, y - 0.05, 0.0), (x + 0.05, y + 0.05, 0.72), wood))
         for side in (-1, 1):
             boxes.extend(_chair(x, y + side * 0.65, side, wood))
-    fabric = tuple(float(v) for v in rng.uniform(0.1, 0.7, 3))
     for _ in range(int(rng.integers(0, 3))):
-        x, y = spot()
+        x, y = spot(0.6, 1.5)
         boxes.extend(_chair(x, y, 1 if rng.random() < 0.5 else -1, fabric))
-    for _ in range(int(rng.integers(1, 3 if category != "large" else 6))):
-        x, y = spot(0.4)
-        tall = float(rng.uniform(1.6, 1.9))
-        shirt = tuple(float(v) for v in rng.uniform(0.05, 0.6, 3))
-        boxes.append(Box("person", (x - 0.2, y - 0.13, 0.0), (x + 0.2, y + 0.13, tall - 0.25), shirt))
-        boxes.append(Box("head", (x - 0.1, y - 0.1, tall - 0.24), (x + 0.1, y + 0.1, tall), (0.55, 0.4, 0.32)))
+    if free > 3.0:
+        for _ in range(int(rng.integers(1, 3 if category != "large" else 6))):
+            boxes.extend(_person(rng, *spot(0.4, 2.0)))
     if category == "large" and width > 12:
         pitch = float(rng.uniform(6.0, 10.0))
         stone = (0.72, 0.68, 0.6)
@@ -265,6 +272,20 @@ def _furniture(rng, category: str, dims, camera) -> list[Box]:
             for y in (0.22 * width, 0.78 * width):
                 boxes.append(Box("column", (x - 0.5, y - 0.5, 0.0), (x + 0.5, y + 0.5, height), stone))
     return boxes
+
+
+def _person(rng, x, y) -> list[Box]:
+    """A standing person 1.6-1.9 m tall: legs, torso, head."""
+    tall = float(rng.uniform(1.6, 1.9))
+    shirt = tuple(float(v) for v in rng.uniform(0.05, 0.6, 3))
+    trousers = tuple(float(v) for v in rng.uniform(0.05, 0.3, 3))
+    hip, shoulder = 0.47 * tall, tall - 0.25
+    return [
+        Box("person", (x - 0.15, y - 0.17, 0.0), (x + 0.1, y - 0.03, hip), trousers),
+        Box("person", (x - 0.15, y + 0.03, 0.0), (x + 0.1, y + 0.17, hip), trousers),
+        Box("person", (x - 0.13, y - 0.22, hip), (x + 0.13, y + 0.22, shoulder), shirt),
+        Box("head", (x - 0.1, y - 0.09, shoulder + 0.02), (x + 0.1, y + 0.09, tall), (0.55, 0.4, 0.32)),
+    ]
 
 
 def _chair(x, y, facing, rgb) -> list[Box]:
