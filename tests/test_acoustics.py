@@ -1,7 +1,9 @@
 """i2r.acoustics.analyze and friends: analytic decays, invariances, honesty checks, shapes."""
 
+import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from i2r.acoustics import (AcousticParameters, AnalysisConfig, analyze, band_centres, band_edges,
                            decay_time, validate_ir)
 from i2r.acoustics.bands import G, FilterBank, band_magnitude, exact_centres
+from i2r.audio import load_audio, to_mono
 from i2r.errors import UserError
 
 DESIGN_KEYS = {"fs", "bands_hz", "t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s",
@@ -273,3 +276,50 @@ def test_config_is_a_saveable_dataclass():
     config = AnalysisConfig(bands="third", filter_order=4)
     saved = json.loads(json.dumps(config.to_dict()))
     assert saved["bands"] == "third" and saved["lundeby"]["initial_window_s"] == 0.01
+
+
+# --- real impulse responses ------------------------------------------------------------------------
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+# Approximate decay times stated in ../shared/data/MANIFEST.csv (notes column), broadband.
+STATED_DECAY_S = {"openair_arthur_sykes_rymer_s1r4_w_mono": 0.3, "openair_genesis6_studio_live_room_bformat": 0.25,
+                  "openair_jack_lyons_lp4_w_mono": 1.9, "openair_elveden_hall_marble_hall_stereo": 3.9,
+                  "openair_elveden_hall_smoking_room_stereo": 0.8, "openair_terrys_typing_room_stereo": 2.2,
+                  "openair_tyndall_bruce_monument_stereo": 1.5, "openair_spokane_womans_club_stereo": 2.2}
+
+
+def _manifest_irs():
+    manifest = DATA / "MANIFEST.csv"
+    if not manifest.exists():
+        return []
+    with manifest.open(newline="") as handle:
+        return [row["path"] for row in csv.DictReader(handle) if row["kind"] == "ir"]
+
+
+@pytest.mark.skipif(not _manifest_irs(), reason="../shared/data not available")
+@pytest.mark.parametrize("relative", _manifest_irs())
+def test_real_irs_give_finite_plausible_values(relative):
+    audio = load_audio(DATA / relative)
+    mono, _ = to_mono(audio.samples)
+    params = analyze(mono, audio.fs)
+    t30, t20 = params.t30_s, params.t20_s
+    mid = np.isin(params.bands_hz, [1000, 2000])
+    assert np.all(np.isfinite(t30[mid]) | np.isfinite(t20[mid])), params.warnings
+    finite = np.isfinite(t30)
+    assert np.all((t30[finite] > 0.1) & (t30[finite] < 12.0))
+    # Where the decay is exponential T20 ~ T30; a direct-sound-dominated small room (C80 > 20 dB)
+    # bends its decay and T20 reads up to 60 % lower (python-acoustics agrees on that file).
+    both = finite & np.isfinite(t20)
+    ratio = t20[both] / t30[both]
+    reverberant = params.c80_db[both] < 20
+    assert np.all(np.abs(ratio[reverberant] - 1.0) < 0.25)
+    assert np.all((ratio > 0.3) & (ratio < 1.3))
+    for key, low, high in (("c50_db", -20, 45), ("c80_db", -15, 45), ("d50", 0, 1), ("ts_s", 0, 1)):
+        values = params[key][np.isfinite(params[key])]
+        assert np.all((values >= low) & (values <= high)), key
+    assert -30 < float(params.drr_db) < 20
+    nan_count = sum(int(np.isnan(params[key]).sum()) for key in ("t20_s", "t30_s", "edt_s", "c50_db"))
+    assert len(params.warnings) >= nan_count
+    stated = STATED_DECAY_S.get(Path(relative).stem)
+    if stated is not None:
+        assert float(params.broadband["t30_s"]) == pytest.approx(stated, rel=0.3)

@@ -25,7 +25,7 @@ def test_recovers_known_t60_of_exponential_decay(t60):
 
 
 def test_batch_shape_and_pooled_frame_rate():
-    t60 = torch.tensor([[0.5, 1.0, 2.0], [0.8, 1.5, 3.0]], dtype=torch.float64)
+    t60 = torch.tensor([[0.5, 1.0, 2.0], [0.8, 1.5, 2.5]], dtype=torch.float64)
     spec = exponential_spectrogram(t60, n_frames=128, frame_rate=22050 / 1024)
     out = t60p(spec, 22050 / 1024)
     assert out.shape == (2, 3)
@@ -61,7 +61,7 @@ def test_gradient_descent_on_raw_spectrogram_reaches_target():
     spec.requires_grad_()
     target = 1.2
     optimiser = torch.optim.Adam([spec], lr=0.05)
-    for _ in range(300):
+    for _ in range(150):
         optimiser.zero_grad()
         loss = (t60p(spec, FRAME_RATE) - target).abs() / target
         loss.backward()
@@ -72,9 +72,10 @@ def test_gradient_descent_on_raw_spectrogram_reaches_target():
 def test_gradient_descent_on_decay_rate_reaches_target():
     log_t60 = torch.tensor(math.log(0.4), dtype=torch.float64, requires_grad=True)
     optimiser = torch.optim.Adam([log_t60], lr=0.05)
-    for _ in range(200):
+    for _ in range(80):
         optimiser.zero_grad()
-        loss = (t60p(exponential_spectrogram(log_t60.exp()), FRAME_RATE) - 2.0).abs()
+        spec = exponential_spectrogram(log_t60.exp(), n_freq=4, n_frames=128, frame_rate=22050 / 1024)
+        loss = (t60p(spec, 22050 / 1024) - 2.0).abs()
         loss.backward()
         optimiser.step()
-    assert float(log_t60.exp()) == pytest.approx(2.0, rel=0.03)
+    assert float(log_t60.detach().exp()) == pytest.approx(2.0, rel=0.03)

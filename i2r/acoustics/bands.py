@@ -155,3 +155,10 @@ class FilterBank:
     def band(self, k: int) -> np.ndarray:
         magnitude = band_magnitude(self.freqs, self.lower[k], self.upper[k], self.order)
         return sp_fft.irfft(self.spectrum * magnitude, n=self.n_fft, axis=-1)[..., : self.n]
+
+    def highpass(self, cutoff_hz: float) -> np.ndarray:
+        """The batch zero-phase high-passed at ``cutoff_hz`` (Butterworth magnitude of ``order``
+        poles, -3 dB at the cut-off): the broadband signal without DC offset or rumble."""
+        with np.errstate(divide="ignore"):
+            magnitude = 1.0 / np.sqrt(1.0 + (cutoff_hz / self.freqs) ** (2 * self.order))
+        return sp_fft.irfft(self.spectrum * magnitude, n=self.n_fft, axis=-1)[..., : self.n]

@@ -1,13 +1,15 @@
 """ISO 3382-1 room-acoustic parameters of a batch of impulse responses: :func:`analyze`.
 
-Per band (octave or one-third octave, :mod:`i2r.acoustics.bands`) and broadband (the unfiltered
-IR): EDT, T20, T30 (line fits to the Schroeder decay curve), C50, C80, D50, centre time Ts, and
+Per band (octave or one-third octave, :mod:`i2r.acoustics.bands`) and broadband (the IR
+high-passed below the lowest band): EDT, T20, T30 (line fits to the Schroeder decay curve), C50, C80, D50, centre time Ts, and
 the broadband direct-to-reverberant ratio DRR. The batch is vectorised: one FFT for the whole
 batch, then one pass per band over all IRs at once.
 
 Honesty rules: a value that needs more dynamic range than the IR has (ISO 3382-1 5.3.3: the
 evaluation range must end at least 10 dB above the background noise, so T20 needs a 35 dB and
-T30 a 45 dB peak-to-noise ratio), a band without energy, or an IR that is all zeros gives NaN and
+T30 a 45 dB peak-to-noise ratio; and, since a strong direct sound inflates the peak, the decay
+curve itself must fall 10 dB below the end of the range before it meets the noise), a band
+without energy, or an IR that is all zeros gives NaN and
 a warning that names the band, the quantity and the reason. No value is ever a silent guess.
 """
 
@@ -45,7 +47,8 @@ class AnalysisConfig:
       of its peak (per band, on the filtered response).
     - ``lundeby``: noise handling (Lundeby et al. 1995), see :class:`LundebySettings`.
     - ``range_margin_db``: ISO 3382-1 5.3.3: the evaluation range must end this far above the
-      noise, so a fit to ``end_db`` needs a peak-to-noise ratio of ``-end_db + margin``.
+      noise, so a fit to ``end_db`` needs a peak-to-noise ratio of ``-end_db + margin`` and a
+      decay curve that is still measured (before the Lundeby crosspoint) at ``end_db - margin``.
     - ``min_inr_energy_db``: peak-to-noise ratio below which C50, C80, D50 and Ts are NaN; the
       crosspoint, and so the noise compensation of the late energy, is unreliable below it.
     - ``min_ringing_ratio``: a T20/T30 shorter than this many times the band filter's own
@@ -318,7 +321,8 @@ def _apply_checks(result: _BandResult, broadband_energy: np.ndarray, config: Ana
         needed = -end_db + config.range_margin_db
         value = result.values[key]
         low = ~silent & ~(inr >= needed)
-        short = ~silent & ~low & ~result.values[key + ":reached"]
+        short = ~silent & ~low & ~(result.values[key + ":reached"]
+                                   & (result.reached_db <= end_db - config.range_margin_db))
         ratio = config.min_ringing_ratio_edt if key == "edt_s" else config.min_ringing_ratio
         shortest = ratio * ringing_s
         too_fast = ~silent & ~low & ~short & (value < shortest)
@@ -331,8 +335,10 @@ def _apply_checks(result: _BandResult, broadband_energy: np.ndarray, config: Ana
                              f"{inr[i]:.1f} dB < {needed:.0f} dB needed (ISO 3382-1: the evaluation "
                              f"range must end {config.range_margin_db:.0f} dB above the noise)"))
         for i in np.flatnonzero(short):
-            notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: the measured decay reaches only "
-                             f"{result.reached_db[i]:.1f} dB before meeting the noise, not {end_db:.0f} dB"))
+            notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: the decay curve meets the noise at "
+                             f"{result.reached_db[i]:.1f} dB, above the {end_db - config.range_margin_db:.0f} dB "
+                             f"needed (ISO 3382-1: the evaluation range must end "
+                             f"{config.range_margin_db:.0f} dB above the noise)"))
         for i in np.flatnonzero(bad_fit):
             notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: no decay in the evaluation range"))
         out[key] = np.where(silent | low | short | too_fast, np.nan, value)
@@ -375,7 +381,9 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
     lower, upper = band_edges(config.bands, centres)
     ringing = ringing_time(lower, upper, config.filter_order)
     bank = FilterBank(x, fs, lower, upper, config.filter_order)
-    broadband_result = _measure_band(x, fs, config, ranges, noise_handling, config.direct_window_s)
+    broadband_signal = bank.highpass(lower[0]) if len(lower) else x
+    broadband_result = _measure_band(broadband_signal, fs, config, ranges, noise_handling,
+                                     config.direct_window_s)
     total = broadband_result.energy
     notes: list = []
     for i in np.flatnonzero(~(total > 0)):
@@ -393,7 +401,9 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
 def analyze(ir, fs: float, bands: str = "octave", config: AnalysisConfig | None = None) -> AcousticParameters:
     """ISO 3382-1 parameters of impulse responses ``ir`` of shape ``(..., n_samples)`` at ``fs`` Hz.
 
-    Per band (IEC 61260-1 octave or one-third-octave, zero-phase) and broadband:
+    Per band (IEC 61260-1 octave or one-third-octave, zero-phase) and broadband (the IR
+    high-passed at the lowest band's lower edge, zero-phase, so that a DC offset or rumble below
+    the analysed range counts neither as reverberation nor as noise):
     EDT (fit 0 to -10 dB), T20 (-5 to -25 dB), T30 (-5 to -35 dB), each a least-squares line on
     the Schroeder decay curve extrapolated to 60 dB; C50, C80 (dB), D50 and centre time Ts (s).
     Broadband only: DRR (dB) with the direct sound = +-2.5 ms around the peak.
