@@ -362,34 +362,47 @@ def _box_hits(scene, origin, rays2d, t2d, sid2d, axis2d):
 
 
 # --- shading -------------------------------------------------------------------------------------
+# Every surface is axis-aligned, so a normal is an axis (0, 1, 2 = x, y, z) and a sign.
 
-_NORMALS = np.array([[0, 0, 1], [0, 0, -1], [1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0]], dtype=np.float32)
+_NORMAL_AXIS = (2, 2, 0, 0, 1, 1)
+_NORMAL_SIGN = (1.0, -1.0, 1.0, -1.0, 1.0, -1.0)
 # (u, v) coordinates of each room surface: floor/ceiling (x, y); walls x0/x1 (y, z); walls y0/y1 (x, z).
 _UV_AXES = ((0, 1), (0, 1), (1, 2), (1, 2), (0, 2), (0, 2))
 
 
-def _edge_darkening(points, surface, dims):
+def _edge_darkening(p, surface, dims):
     """Ambient-occlusion-like darkening near the room's edges: 1 far away, 0.55 in a corner line."""
-    length, width, height = dims
-    x, y, z = points[:, 0], points[:, 1], points[:, 2]
-    dx, dy, dz = np.minimum(x, length - x), np.minimum(y, width - y), np.minimum(z, height - z)
-    dist = np.where(surface < 2, np.minimum(dx, dy), np.where(surface < 4, np.minimum(dy, dz), np.minimum(dx, dz)))
+    axes = [a for a in range(3) if a != _NORMAL_AXIS[surface]]
+    dist = np.minimum.reduce([np.minimum(p[:, a], dims[a] - p[:, a]) for a in axes])
     return 1.0 - 0.45 * np.exp(-np.maximum(dist, 0.0) / 0.3)
 
 
-def _lambert(points, normals, light, reach):
-    to_light = light - points
-    dist = np.linalg.norm(to_light, axis=1) + 1e-6
-    cos = np.clip(np.einsum("ij,ij->i", normals, to_light) / dist, 0.0, 1.0)
+def _lambert(p, axis, sign, light, reach):
+    """Diffuse light from a point ``light`` for normals along ``axis`` with ``sign`` (per pixel or scalar)."""
+    to_light = light - p
+    dist = np.sqrt(np.einsum("ij,ij->i", to_light, to_light)) + 1e-6
+    along = to_light[:, axis] if np.ndim(axis) == 0 else to_light[np.arange(p.shape[0]), axis]
+    cos = np.clip(sign * along / dist, 0.0, 1.0)
     return 0.5 + 0.55 * cos / (1.0 + (dist / reach) ** 2)
 
 
-def _sky(d):
-    elevation = np.clip(d[:, 2] / np.linalg.norm(d, axis=1), 0.0, 1.0)
+def _sky(d, d_norm):
+    elevation = np.clip(d[:, 2] / d_norm, 0.0, 1.0)
     return _mix(_rgb((0.86, 0.9, 0.94), d.shape[0]), (0.33, 0.52, 0.85), np.clip(elevation / 0.6, 0, 1) ** 0.7)
 
 
-def _shade_surfaces(scene, colour, points, d, footprint, sid):
+def _paint_patches(scene, surface, u, v, tex):
+    for patch in scene.patches:
+        if patch.surface != surface:
+            continue
+        u0, v0, u1, v1 = patch.rect
+        inside = (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
+        if inside.any():
+            paint = _door if patch.kind == "door" else _window
+            tex[inside] = paint(u[inside], v[inside], patch.rect)
+
+
+def _shade_surfaces(scene, colour, points, d, d_norm, footprint, sid):
     """Texture and shade the room's planes (or the ground) in place.
 
     Textures are filtered by each pixel's footprint (``footprint``, metres per pixel, widened on
@@ -400,32 +413,23 @@ def _shade_surfaces(scene, colour, points, d, footprint, sid):
     light = np.array([dims[0] / 2, dims[1] / 2, dims[2] - 0.05], dtype=np.float32)
     reach = 0.6 * max(dims[0], dims[1], 2 * dims[2])
     for surface in range(6 if not scene.outdoor else 1):
-        mask = sid == surface
-        if not mask.any():
+        idx = np.flatnonzero(sid == surface)
+        if idx.size == 0:
             continue
-        p = points[mask]
-        au, av = _UV_AXES[surface]
+        p = points[idx]
+        axis, (au, av) = _NORMAL_AXIS[surface], _UV_AXES[surface]
         # Footprint grows as 1/cos(incidence) along the view on oblique planes; the geometric
         # mean of the two axes' footprints is used for both.
-        cos = np.abs(d[mask] @ _NORMALS[surface]) / np.linalg.norm(d[mask], axis=1)
-        fp = footprint[mask] / np.sqrt(np.maximum(cos, 0.02))
-        u, v = _jitter(p[:, au], p[:, av], 0.5 * fp, np.flatnonzero(mask))
+        cos = np.abs(d[idx, axis]) / d_norm[idx]
+        fp = footprint[idx] / np.sqrt(np.maximum(cos, 0.02))
+        u, v = _jitter(p[:, au], p[:, av], 0.5 * fp, idx)
         name = scene.materials[SURFACES[surface]]
-        tex = _TEXTURES[name](u, v, _material_seed(scene, name), fp) + np.asarray(scene.tint.get(name, (0, 0, 0)), dtype=np.float32)
-        for patch in scene.patches:
-            if patch.surface != surface:
-                continue
-            u0, v0, u1, v1 = patch.rect
-            inside = (u >= u0) & (u <= u1) & (v >= v0) & (v <= v1)
-            if inside.any():
-                paint = _door if patch.kind == "door" else _window
-                tex[inside] = paint(u[inside], v[inside], patch.rect)
-        normals = np.broadcast_to(_NORMALS[surface], p.shape)
-        if scene.outdoor:
-            shade = np.full(p.shape[0], 1.0, dtype=np.float32)
-        else:
-            shade = _lambert(p, normals, light, reach) * _edge_darkening(p, surface, dims)
-        colour[mask] = tex * shade[:, None]
+        tex = _TEXTURES[name](u, v, _material_seed(scene, name), fp)
+        tex += np.asarray(scene.tint.get(name, (0, 0, 0)), dtype=np.float32)
+        _paint_patches(scene, surface, u, v, tex)
+        if not scene.outdoor:
+            tex *= (_lambert(p, axis, _NORMAL_SIGN[surface], light, reach) * _edge_darkening(p, surface, dims))[:, None]
+        colour[idx] = tex
 
 
 def _jitter(u, v, footprint, pixel_index):
@@ -447,11 +451,10 @@ def _shade_boxes(scene, colour, points, sid, axis):
         return
     which = sid[pixels].astype(np.int64) - 100
     p, ax = points[pixels], axis[pixels]
-    lo = np.array([b.lo for b in scene.boxes], dtype=np.float32)[which]
-    hi = np.array([b.hi for b in scene.boxes], dtype=np.float32)[which]
     rows = np.arange(pixels.size)
-    normals = np.zeros_like(p)
-    normals[rows, ax] = np.sign(p[rows, ax] - 0.5 * (lo[rows, ax] + hi[rows, ax]))
+    lo = np.array([b.lo for b in scene.boxes], dtype=np.float32)[which, ax]
+    hi = np.array([b.hi for b in scene.boxes], dtype=np.float32)[which, ax]
+    sign = np.sign(p[rows, ax] - 0.5 * (lo + hi))
     tex = np.array([b.rgb for b in scene.boxes], dtype=np.float32)[which]
     kinds = np.array([b.kind for b in scene.boxes])[which]
     building, foliage = kinds == "building", kinds == "foliage"
@@ -462,10 +465,11 @@ def _shade_boxes(scene, colour, points, sid, axis):
         tex[foliage] *= (0.6 + 0.6 * _value_noise(q[:, 0] + q[:, 1], q[:, 2], 0.35, 5))[:, None]
     dims = scene.dims
     if scene.outdoor:
-        shade = 0.55 + 0.45 * np.clip(normals @ np.array([0.3, -0.4, 0.87], dtype=np.float32), 0.0, 1.0)
+        sun = np.array([0.3, -0.4, 0.87], dtype=np.float32)
+        shade = 0.55 + 0.45 * np.clip(sign * sun[ax], 0.0, 1.0)
     else:
         light = np.array([dims[0] / 2, dims[1] / 2, dims[2] - 0.05], dtype=np.float32)
-        shade = _lambert(p, normals, light, 0.6 * max(dims))
+        shade = _lambert(p, ax, sign, light, 0.6 * max(dims))
     colour[pixels] = tex * shade[:, None]
 
 
@@ -494,11 +498,12 @@ def render(scene: Scene, config: RenderConfig = RenderConfig()) -> tuple[np.ndar
     finite = np.isfinite(t)
     points = origin + np.where(finite, t, 0.0)[:, None] * flat
     colour = np.zeros((n * n, 3), dtype=np.float32)
+    d_norm = np.sqrt(np.einsum("ij,ij->i", flat, flat))
     if scene.outdoor:
-        colour[~finite] = _sky(flat[~finite])
+        colour[~finite] = _sky(flat[~finite], d_norm[~finite])
     pixel_angle = 2.0 * np.tan(np.deg2rad(config.fov_deg) / 2.0) / n
-    footprint = np.where(finite, t, 0.0) * np.linalg.norm(flat, axis=1) * pixel_angle
-    _shade_surfaces(scene, colour, points, flat, footprint, sid)
+    footprint = np.where(finite, t, 0.0) * d_norm * pixel_angle
+    _shade_surfaces(scene, colour, points, flat, d_norm, footprint, sid)
     _shade_boxes(scene, colour, points, sid, axis)
     colour = _haze(scene, colour, t, finite)
     image = (np.clip(colour, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(n, n, 3)
