@@ -155,17 +155,26 @@ class Image2Reverb(nn.Module):
                                    self.config.g_fmap_base, self.config.g_fmap_max)
         self.discriminator = Discriminator(self.config.resolution, self.config.d_fmap_base, self.config.d_fmap_max)
 
-    def estimate_depth(self, images: Tensor, depth_mode: str | float | None = None) -> Tensor | None:
-        """Depth channel ``(B, 1, H, W)`` in [0, 1] for ``images`` ``(B, 3, H, W)`` in [0, 1], or None.
+    def resolve_depth_mode(self, depth_mode: str | float | None = None) -> str | float:
+        """The effective depth mode (``None`` = the config's), checked against this model.
 
-        ``depth_mode`` overrides the config's (``"auto"``, a constant, or ``"none"``); a model
-        built with a depth channel needs one, a model built without cannot take one.
+        A model built with a depth channel needs one ("auto" or a constant); a model built
+        without (``depth_mode="none"``) cannot take one. Raises :class:`UserError` otherwise.
         """
         mode = parse_depth_mode(self.config.depth_mode if depth_mode is None else depth_mode)
         if (mode == "none") != (self.depth is None):
             built = "without" if self.depth is None else "with"
             raise UserError(f"depth mode {mode!r} does not fit this model, which was built {built} a depth "
                             f"channel (its depth_mode is {self.config.depth_mode!r})")
+        return mode
+
+    def estimate_depth(self, images: Tensor, depth_mode: str | float | None = None) -> Tensor | None:
+        """Depth channel ``(B, 1, H, W)`` in [0, 1] for ``images`` ``(B, 3, H, W)`` in [0, 1], or None.
+
+        ``depth_mode`` overrides the config's (``"auto"``, a constant, or ``"none"``), see
+        :meth:`resolve_depth_mode`.
+        """
+        mode = self.resolve_depth_mode(depth_mode)
         if mode == "none":
             return None
         if mode == "auto":
