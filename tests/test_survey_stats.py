@@ -6,9 +6,10 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.anova import AnovaRM
 
+from i2r.errors import UserError
 from i2r.survey.responses import read_responses
 from i2r.survey.simulate import SimulationConfig, simulate_responses, to_csv
-from i2r.survey.stats import SurveyStatsConfig, analyze_responses, participant_means, rm_anova2, tost
+from i2r.survey.stats import SurveyStatsConfig, analyze_responses, participant_means, rm_anova, rm_anova2, tost
 
 TOL = 1e-8
 
@@ -152,3 +153,12 @@ def test_normality_per_cell_and_small_n_caveat(tmp_path):
     cell = result.normality["cells"][0]
     values = result.means["quality"][:, 0, 0]
     assert cell["p"] == pytest.approx(sps.normaltest(values).pvalue, rel=TOL)
+
+
+def test_long_dataframe_entry_point_averages_replicates(cells):
+    frame = _long(cells)
+    doubled = pd.concat([frame.assign(y=frame.y + 0.5), frame.assign(y=frame.y - 0.5)])  # replicates, same means
+    ours = rm_anova(doubled, dv="y", within=("A", "B"), subject="subject")
+    pd.testing.assert_frame_equal(ours, rm_anova2(cells, names=("A", "B")))
+    with pytest.raises(UserError):
+        rm_anova(frame.iloc[1:], dv="y", within=("A", "B"), subject="subject")

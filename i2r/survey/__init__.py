@@ -14,6 +14,7 @@ from i2r.survey.stats import (
     analyze_csv,
     analyze_responses,
     participant_means,
+    rm_anova,
     rm_anova2,
     tost,
     tost_table,
@@ -21,5 +22,5 @@ from i2r.survey.stats import (
 
 __all__ = [
     "Responses", "SurveyResult", "SurveyStatsConfig", "analyze_csv", "analyze_responses",
-    "participant_means", "read_responses", "rm_anova2", "tost", "tost_table",
+    "participant_means", "read_responses", "rm_anova", "rm_anova2", "tost", "tost_table",
 ]

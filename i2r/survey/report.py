@@ -182,9 +182,10 @@ def plot_fig9(result: SurveyResult, path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     k = len(result.scenes)
-    fig, axes = plt.subplots(len(RATINGS), k, figsize=(2.4 * k + 1, 5.2), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(len(RATINGS), k, figsize=(2.4 * k + 1, 5.6), sharey=True, squeeze=False)
     for i, rating in enumerate(RATINGS):
         y = result.means[rating]
         jitter = np.linspace(-0.06, 0.06, y.shape[0])
@@ -203,7 +204,11 @@ def plot_fig9(result: SurveyResult, path: str | Path) -> None:
                 ax.set_ylabel(f"{rating} (1-5)")
     title = "Per-participant ratings by scene" + (" (SIMULATED DATA)" if result.simulated else "")
     fig.suptitle(title)
-    fig.tight_layout()
+    handles = [Line2D([], [], color=FIG9_COLOURS[key], lw=2) for key in ("real", "generated", "equal")]
+    handles.append(Line2D([], [], color="black", lw=2.2, marker="s"))
+    fig.legend(handles, ["real rated higher", "generated rated higher", "equal", "mean"],
+               loc="lower center", ncol=4, frameon=False)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     with atomic_open(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)

@@ -191,6 +191,23 @@ def rm_anova2(y: np.ndarray, names: tuple[str, str] = ("source", "scene")) -> pd
     return pd.DataFrame(rows, columns=ANOVA_COLUMNS)
 
 
+def rm_anova(data: pd.DataFrame, dv: str, within: tuple[str, str], subject: str) -> pd.DataFrame:
+    """Two-way repeated-measures ANOVA on a long DataFrame (pingouin's ``rm_anova`` call shape).
+
+    ``data`` has one row per observation; replicates within a subject x cell are averaged first.
+    Every subject must have every cell (complete cases). Returns :func:`rm_anova2`'s table.
+    """
+    missing = [c for c in (dv, subject, *within) if c not in data.columns]
+    if missing:
+        raise UserError(f"rm_anova: no column(s) {', '.join(missing)}")
+    table = data.pivot_table(index=subject, columns=list(within), values=dv, aggfunc="mean")
+    if table.isna().to_numpy().any():
+        raise UserError("rm_anova: some subjects lack a cell of the design (complete cases are required)")
+    a_levels, b_levels = table.columns.levels
+    y = np.stack([table[level][list(b_levels)].to_numpy(dtype=float) for level in a_levels], axis=1)
+    return rm_anova2(y, names=tuple(within))
+
+
 def tost(x: np.ndarray, y: np.ndarray, bound: float = 1.0, paired: bool = True) -> tuple[float, float, float]:
     """Two one-sided tests (Schuirmann 1987) that ``mean(x) - mean(y)`` lies within ``±bound``.
 
