@@ -216,6 +216,23 @@ def _example_noise(model, indices, seed: int, device) -> torch.Tensor:
     return torch.stack(rows).to(device)
 
 
+def generate_examples(model, norm, images: torch.Tensor, indices, seed: int, depth_mode):
+    """Generate IRs for dataset examples ``indices`` from ``images`` ``(B, 3, H, W)`` in [0, 1].
+
+    Each example's noise comes from ``(seed, index)``, so a report can regenerate exactly what an
+    evaluation measured. Returns ``(output (B, 1, R, R) normalised, logspec (B, 1, R, R) raw log|X|,
+    irs (B, 130977) float32 NumPy at 22,050 Hz, depth (B, 1, H, W) or None)``.
+    """
+    from i2r.audio import logspec_to_ir
+
+    with torch.inference_mode():
+        features, depth = model.encode(images, depth_mode)
+        output = model.generate(features, _example_noise(model, indices, seed, images.device))
+        logspec = norm.denormalize(output)
+        irs = logspec_to_ir(logspec.squeeze(1).float().cpu()).numpy()
+    return output, logspec, irs, depth
+
+
 def _measure(irs: np.ndarray) -> dict:
     """Per-example acoustic parameters of IRs ``(B, 130977)`` at 22,050 Hz, octave bands."""
     params = analyze(irs, SAMPLE_RATE, bands="octave")
@@ -241,8 +258,6 @@ def _batches(indices, size):
 
 def _evaluate_shard(model, norm, dataset, indices, config: EvalConfig, device, wav_dir: Path | None) -> list[dict]:
     """Generate and measure the examples ``indices`` of ``dataset``; one record per example."""
-    from i2r.audio import logspec_to_ir
-
     depth_mode = config.depth if config.depth is not None else model.config.depth_mode
     records = []
     progress = tqdm(total=len(indices), desc="eval", unit="ex", disable=None, file=None)
@@ -250,11 +265,7 @@ def _evaluate_shard(model, norm, dataset, indices, config: EvalConfig, device, w
         items = [dataset[i] for i in batch]
         images = torch.stack([item["image"] for item in items]).to(device)
         target = torch.stack([item["logspec"] for item in items]).to(device)
-        with torch.inference_mode():
-            features, _ = model.encode(images, depth_mode)
-            output = model.generate(features, _example_noise(model, batch, config.seed, device))
-            logspec = norm.denormalize(output)
-            irs_gen = logspec_to_ir(logspec.squeeze(1).float().cpu()).numpy()
+        output, logspec, irs_gen, _ = generate_examples(model, norm, images, batch, config.seed, depth_mode)
         irs_true = np.stack([np.asarray(item["ir"], dtype=np.float64) for item in items])
         true_m, gen_m = _measure(irs_true), _measure(irs_gen)
         t60_true, true_reasons = _single_numbers(irs_true, true_m, config.t60_definition)

@@ -188,10 +188,10 @@ def _train_missing(protocol: AblationProtocol, variants: list[Variant]) -> None:
 def _ensure_data(protocol: AblationProtocol) -> None:
     if Path(protocol.data).exists() or not protocol.synth:
         return
-    from i2r.data.synthetic import SynthConfig, write_dataset
+    from i2r.data.synthetic import SynthConfig, generate
 
     print(f"making the synthetic data set {protocol.data}", file=sys.stderr)
-    write_dataset(SynthConfig(out=protocol.data, **protocol.synth))
+    generate(SynthConfig(out=protocol.data, **protocol.synth))
 
 
 def run_ablations(protocol: AblationProtocol, train_missing: bool = False, out: str | None = None,
