@@ -21,7 +21,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from i2r.errors import UserError
-from i2r.survey.responses import RATINGS, SOURCES, Responses
+from i2r.survey.responses import RATINGS, SOURCES, Responses, read_responses
 
 ANOVA_COLUMNS = ["effect", "SS", "ddof1", "ddof2", "MS", "F", "p_unc", "p_gg", "eps", "ng2"]
 TOST_COLUMNS = ["rating", "scene", "bound", "dof", "mean_diff", "p", "p_bonf", "equivalent"]
@@ -327,7 +327,5 @@ def analyze_responses(responses: Responses, config: SurveyStatsConfig | None = N
 
 def analyze_csv(paths, config: SurveyStatsConfig | None = None) -> SurveyResult:
     """Read, validate and analyse one or more responses CSVs (tidy or wide; see :func:`read_responses`)."""
-    from i2r.survey.responses import read_responses
-
     config = config or SurveyStatsConfig()
     return analyze_responses(read_responses(paths, config.layout), config)
