@@ -209,8 +209,10 @@ def test_empty_folder_and_bad_options_are_user_errors(tmp_path, capsys):
 def test_plot_writes_one_png_per_file(tmp_path, capsys):
     from PIL import Image
 
-    code, _, err = run_cli(capsys, MONO, STEREO, "--plot", tmp_path / "plots", "--format", "json")
+    code, out, err = run_cli(capsys, MONO, STEREO, "--plot", tmp_path / "plots", "--format", "json",
+                             "--out", tmp_path / "results.json")
     assert code == 0, err
+    assert out == "" and len(json.loads((tmp_path / "results.json").read_text())) == 2
     pngs = sorted((tmp_path / "plots").glob("*.png"))
     assert [p.name.split("__")[-1] for p in pngs] == [f"{STEREO.stem}.png", f"{MONO.stem}.png"]
     for png in pngs:

@@ -145,24 +145,37 @@ def plot_decays(path: str | os.PathLike, ir: np.ndarray, fs: float, record: dict
         _draw_band(ax, decay, value)
     for ax in axes[len(decays):]:
         ax.set_axis_off()
-    handles, labels = axes[0].get_legend_handles_labels()
-    unique = dict(zip(labels, handles))
-    fig.legend(unique.values(), unique.keys(), loc="outside lower center", ncols=4, fontsize=8)
+    fig.legend(handles=_legend_handles(), loc="outside lower center", ncols=4, fontsize=8)
     fig.suptitle(title or "Schroeder decay curves", fontsize=11)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=80)
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def _legend_handles() -> list:
+    """One legend for the figure, the same whatever the first panel happens to show."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    return [Line2D([], [], color="0.75", lw=0.6, label="energy (10 ms)"),
+            Line2D([], [], color="tab:blue", lw=1.3, label="Schroeder decay (Lundeby-compensated)"),
+            Patch(color="tab:red", alpha=0.15, label="T30 range (-5..-35 dB)"),
+            Line2D([], [], color="0.3", ls="--", lw=0.8, label="noise floor"),
+            Line2D([], [], color="tab:purple", ls=":", lw=1.0, label="truncation point"),
+            Line2D([], [], color="tab:red", lw=2.2, label="T30 fit (dotted: rejected)"),
+            Line2D([], [], color="tab:orange", lw=2.2, label="EDT fit (dotted: rejected)"),
+            Line2D([], [], color="0.4", lw=0.7, ls="--", label="fit extended to -60 dB")]
+
+
 def _draw_band(ax, decay: BandDecay, values: dict) -> None:
     end_s = min(decay.times_s[-1], max(1.3 * decay.crosspoint_s, decay.onset_s + 0.05))
     shown = decay.times_s <= end_s
     floor = max(-120.0, min(decay.noise_db - 15.0, -70.0))
-    ax.plot(decay.times_s[shown], decay.envelope_db[shown], color="0.75", lw=0.6, label="energy (10 ms)")
-    ax.plot(decay.times_s[shown], decay.curve_db[shown], color="tab:blue", lw=1.3, label="Schroeder decay")
-    ax.axhspan(-35.0, -5.0, color="tab:red", alpha=0.06, lw=0, label="T30 range (-5..-35 dB)")
-    ax.axhline(decay.noise_db, color="0.3", ls="--", lw=0.8, label="noise floor")
-    ax.axvline(decay.crosspoint_s, color="tab:purple", ls=":", lw=1.0, label="truncation (Lundeby)")
+    ax.plot(decay.times_s[shown], decay.envelope_db[shown], color="0.75", lw=0.6)
+    ax.plot(decay.times_s[shown], decay.curve_db[shown], color="tab:blue", lw=1.3)
+    ax.axhspan(-35.0, -5.0, color="tab:red", alpha=0.06, lw=0)
+    ax.axhline(decay.noise_db, color="0.3", ls="--", lw=0.8)
+    ax.axvline(decay.crosspoint_s, color="tab:purple", ls=":", lw=1.0)
     parts = [decay.label]
     for key, (name, colour) in PLOTTED_FITS.items():
         fit = decay.fits.get(key)
@@ -172,7 +185,7 @@ def _draw_band(ax, decay: BandDecay, values: dict) -> None:
             continue
         t = np.array([fit.start_s, fit.stop_s])
         ax.plot(t, fit.intercept_db + fit.slope_db_s * t, color=colour, lw=2.2,
-                ls="-" if value is not None else ":", label=f"{name} fit")
+                ls="-" if value is not None else ":")
         reach = np.array([decay.onset_s, (-60.0 - fit.intercept_db) / fit.slope_db_s])
         ax.plot(reach, fit.intercept_db + fit.slope_db_s * reach, color=colour, lw=0.7, ls="--")
     ax.set_title("   ".join(parts), fontsize=9)
