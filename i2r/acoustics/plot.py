@@ -58,7 +58,8 @@ class BandDecay:
 def band_decays(ir: np.ndarray, fs: float, config: AnalysisConfig) -> list[BandDecay]:
     """Decay curves of one IR ``(n_samples,)`` per band of ``config`` and broadband (last).
 
-    Same steps as :func:`i2r.acoustics.analyze`: IEC 61260-1 zero-phase bands, ISO 3382-1 onset
+    Same steps as :func:`i2r.acoustics.analyze`: IEC 61260-1 zero-phase bands (broadband:
+    high-passed at the lowest band's lower edge), ISO 3382-1 onset
     (``config.onset_threshold_db``), Lundeby truncation with compensation, least-squares lines over
     the ISO evaluation ranges.
     """
@@ -67,7 +68,8 @@ def band_decays(ir: np.ndarray, fs: float, config: AnalysisConfig) -> list[BandD
     lower, upper = band_edges(config.bands, centres)
     bank = FilterBank(ir, fs, lower, upper, config.filter_order)
     signals = [(_band_label(hz), bank.band(k)) for k, hz in enumerate(centres)]
-    signals.append(("broadband", ir))
+    # analyze's broadband is high-passed at the lowest band edge (DC and rumble are not decay)
+    signals.append(("broadband", bank.highpass(lower[0]) if len(lower) else ir))
     return [_one_decay(label, signal, fs, config) for label, signal in signals]
 
 
