@@ -274,12 +274,17 @@ def generate(config: SynthConfig, progress: bool = True) -> SynthSummary:
     reused = len(rows)
     partial = out / _PARTIAL
     fresh = not partial.exists()
-    with partial.open("a", encoding="utf-8", newline="") as handle, \
-            tqdm(total=config.n, initial=reused, desc="synth", unit="scene", file=sys.stderr, disable=not progress) as bar:
+    with contextlib.ExitStack() as stack:
+        # The pool is forked before tqdm starts its monitor thread (fork + threads can deadlock).
+        pool = stack.enter_context(_pool(config.jobs)) if config.jobs > 1 and len(todo) > 1 else None
+        handle = stack.enter_context(partial.open("a", encoding="utf-8", newline=""))
+        bar = stack.enter_context(tqdm(total=config.n, initial=reused, desc="synth", unit="scene",
+                                       file=sys.stderr, disable=not progress))
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
         if fresh:
             writer.writeheader()
-        for row in _run(todo, config):
+        made = pool.imap(_worker, [(i, config) for i in todo], chunksize=4) if pool else (write_example(i, config) for i in todo)
+        for row in made:
             _make_durable(out, row)
             writer.writerow(row)
             handle.flush()
@@ -294,16 +299,6 @@ def generate(config: SynthConfig, progress: bool = True) -> SynthSummary:
         splits=dict(sorted(Counter(r["split"] for r in ordered).items())),
         categories=dict(sorted(Counter(r["scene"] for r in ordered).items())),
     )
-
-
-def _run(todo: list[int], config: SynthConfig):
-    """Rows of the scenes ``todo``, in order, made in ``config.jobs`` processes."""
-    if config.jobs == 1 or len(todo) < 2:
-        for index in todo:
-            yield write_example(index, config)
-        return
-    with _pool(config.jobs) as pool:
-        yield from pool.imap(_worker, [(i, config) for i in todo], chunksize=4)
 
 
 def _validate(config: SynthConfig) -> None:
