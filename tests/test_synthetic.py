@@ -92,6 +92,21 @@ def test_booths_are_short_and_halls_long():
     assert max(s.volume for s in small) < 100 < 1000 < np.median([s.volume for s in large])
 
 
+def test_category_shares_and_positions_keep_clear_of_the_walls():
+    from i2r.data.synthetic.scene import draw_scene
+
+    scenes = [draw_scene(np.random.default_rng(i)) for i in range(300)]
+    kinds = [s.category for s in scenes]
+    assert 0.08 < kinds.count("outdoor") / 300 < 0.18 and min(kinds.count(k) for k in ("small", "medium", "large")) > 50
+    for scene in scenes:
+        if scene.outdoor:
+            continue
+        for point in (scene.source, scene.receiver):
+            margin = np.minimum(np.asarray(point), np.subtract(scene.dims, point))[:2]
+            assert np.all(margin >= np.minimum(1.0, 0.25 * np.asarray(scene.dims[:2])) - 1e-3)
+        assert np.linalg.norm(np.subtract(scene.source, scene.receiver)) >= 0.5
+
+
 def test_outdoor_ir_is_short_and_starts_with_the_direct_sound():
     rng = np.random.default_rng(3)
     scene = draw_outdoor(rng)

@@ -152,8 +152,10 @@ def _linoleum(u, v, seed, fp):
 
 def _marble(u, v, seed, fp):
     cell, fu, fv = _cells(u, v, 0.8, 0.8, seed)
-    vein = np.abs(np.sin((u + 0.6 * v) * 4.0 + 5.0 * _value_noise(u, v, 0.4, seed))) ** 0.15
-    shade = 0.85 + 0.1 * (cell - 0.5) * _detail(fp, 0.8) + 0.15 * (vein - 0.75) * _detail(fp, 0.1) + 0.1
+    # Veins: dark where a noise-warped sine crosses zero; clouds: large soft grey patches.
+    vein = 1.0 - np.abs(np.sin((u + 0.6 * v) * 4.0 + 6.0 * _value_noise(u, v, 0.4, seed))) ** 0.3
+    clouds = _value_noise(u, v, 0.35, seed + 1, fp) - 0.5
+    shade = 0.95 + 0.1 * (cell - 0.5) * _detail(fp, 0.8) - 0.35 * (vein - 0.2) * _detail(fp, 0.05) + 0.15 * clouds
     shade -= 0.2 * _grout(fu, fv, 0.004, 0.004, fp / 0.8, fp / 0.8)
     return _shaded((0.9, 0.88, 0.84), shade)
 
@@ -505,7 +507,7 @@ def render(scene: Scene, config: RenderConfig = RenderConfig()) -> tuple[np.ndar
     footprint = np.where(finite, t, 0.0) * d_norm * pixel_angle
     _shade_surfaces(scene, colour, points, flat, d_norm, footprint, sid)
     _shade_boxes(scene, colour, points, sid, axis)
-    colour = _haze(scene, colour, t, finite)
+    colour = _haze(scene, colour * np.asarray(scene.exposure, dtype=np.float32), t, finite)
     image = (np.clip(colour, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8).reshape(n, n, 3)
     return image, t2d.astype(np.float32)
 

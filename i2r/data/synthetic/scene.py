@@ -86,7 +86,8 @@ class Scene:
 
     Lengths in metres, positions ``(x, y, z)`` in metres, ``t60_s`` per band of
     :data:`materials.BANDS_HZ` in seconds. For outdoor scenes ``dims`` bounds the visible area
-    and ``materials`` holds only the ground.
+    and ``materials`` holds only the ground. ``exposure`` is the camera's gain per RGB channel
+    (brightness and white balance).
     """
 
     category: str
@@ -102,6 +103,7 @@ class Scene:
     boxes: list[Box] = field(default_factory=list)
     tint: dict[str, tuple[float, float, float]] = field(default_factory=dict)
     texture_seed: int = 0
+    exposure: tuple[float, float, float] = (1.0, 1.0, 1.0)
 
     @property
     def outdoor(self) -> bool:
@@ -194,6 +196,12 @@ def _source_receiver(rng, dims):
         if np.linalg.norm(np.subtract(source, receiver)) >= 0.8:
             return source, receiver
     return source, (source[0], source[1], max(0.5, source[2] - 0.8))
+
+
+def _exposure(rng) -> tuple[float, float, float]:
+    """Camera gain per channel: brightness 0.85-1.1 and a warm or cool white balance."""
+    gain, warmth = float(rng.uniform(0.85, 1.1)), float(rng.uniform(-0.06, 0.08))
+    return (round(gain * (1 + warmth), 4), round(gain, 4), round(gain * (1 - warmth), 4))
 
 
 def _tint(rng, materials: dict[str, str]) -> dict[str, tuple[float, float, float]]:
@@ -327,6 +335,7 @@ def draw_room(rng: np.random.Generator, category: str) -> Scene:
     scene.boxes = _furniture(rng, category, dims, camera)
     scene.tint = _tint(rng, chosen)
     scene.texture_seed = int(rng.integers(2**31))
+    scene.exposure = _exposure(rng)
     return scene
 
 
@@ -350,6 +359,7 @@ def draw_outdoor(rng: np.random.Generator) -> Scene:
                   tuple(round(float(v), 4) for v in t60), [], boxes)
     scene.tint = _tint(rng, scene.materials)
     scene.texture_seed = int(rng.integers(2**31))
+    scene.exposure = _exposure(rng)
     return scene
 
 
