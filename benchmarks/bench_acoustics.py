@@ -33,7 +33,7 @@ import pstats
 import tempfile
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -140,42 +140,58 @@ def timed(fn, *args):
 # --- the benchmark -----------------------------------------------------------------------------
 
 
-def bench_i2r(config: SynthConfig, block: int):
-    """Time i2r block by block (generation not timed); per-IR time = block time / block size."""
-    per_ir, t30s, truths = [], [], []
-    run_i2r(*(synth_set(config, 0, 2)[0], config.fs))  # warm-up: imports, filter design caches
-    for start in range(0, config.n, block):
-        irs, t60 = synth_set(config, start, min(start + block, config.n))
-        (t30, bands), seconds = timed(run_i2r, irs, config.fs)
-        per_ir.append(seconds / len(irs))
-        t30s.append(t30)
-        truths.append(t60)
-    if not np.allclose(bands, OCTAVES_HZ, rtol=0.03):
-        raise SystemExit(f"i2r returned bands {bands}, expected the octaves {OCTAVES_HZ}")
-    return np.array(per_ir), np.concatenate(t30s), np.concatenate(truths)
+@dataclass
+class Measurements:
+    """Per-IR seconds and T30 ``(k, n_bands)`` of each tool, with the ground truth."""
+
+    i2r_s: list = field(default_factory=list)
+    i2r_t30: list = field(default_factory=list)
+    truth: list = field(default_factory=list)
+    sub_index: list = field(default_factory=list)
+    toolbox_s: list = field(default_factory=list)
+    toolbox_t30: list = field(default_factory=list)
+    pyrato_s: list = field(default_factory=list)
+    pyrato_t30: list = field(default_factory=list)
 
 
-def bench_competitors(config: SynthConfig, n: int):
-    """Time acoustic-toolbox and pyrato IR by IR on the first ``n`` IRs."""
+def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> Measurements:
+    """Block by block (generation not timed): i2r on the whole block (per-IR time = block time /
+    block size), then acoustic-toolbox and pyrato IR by IR on the block's first few IRs, so the
+    three tools share the machine's load as it changes during the run."""
     import soundfile
     from scipy.io.wavfile import WavFileWarning
 
     # soundfile's float WAVs carry a PEAK chunk that scipy's reader (used by acoustic-toolbox)
     # warns about and skips
     warnings.simplefilter("ignore", WavFileWarning)
-    irs, truth = synth_set(config, 0, n)
-    at_times, at_t30, pr_times, pr_t30 = [], [], [], []
-    with tempfile.TemporaryDirectory() as folder:
-        for index, ir in enumerate(irs):
-            path = os.path.join(folder, f"ir{index:04d}.wav")
-            soundfile.write(path, ir.astype(np.float32), config.fs, subtype="FLOAT")
-            t30, seconds = timed(run_acoustic_toolbox, path)
-            at_times.append(seconds)
-            at_t30.append(t30)
-            t30, seconds = timed(run_pyrato, ir, config.fs)
-            pr_times.append(seconds)
-            pr_t30.append(t30)
-    return irs, truth, (np.array(at_times), np.stack(at_t30)), (np.array(pr_times), np.stack(pr_t30))
+    n_blocks = -(-config.n // block)
+    per_block = -(-n_competitors // n_blocks)
+    m = Measurements()
+    warm_up = synth_set(config, 0, 2)[0]  # imports and caches are not part of the timings
+    run_i2r(warm_up, config.fs)
+    run_pyrato(warm_up[0], config.fs)
+    warm_path = os.path.join(folder, "warm_up.wav")
+    soundfile.write(warm_path, warm_up[0].astype(np.float32), config.fs, subtype="FLOAT")
+    run_acoustic_toolbox(warm_path)
+    for start in range(0, config.n, block):
+        irs, t60 = synth_set(config, start, min(start + block, config.n))
+        (t30, bands), seconds = timed(run_i2r, irs, config.fs)
+        if not np.allclose(bands, OCTAVES_HZ):
+            raise SystemExit(f"i2r returned bands {bands}, expected the octaves {OCTAVES_HZ}")
+        m.i2r_s.append(seconds / len(irs))
+        m.i2r_t30.append(t30)
+        m.truth.append(t60)
+        for j in range(min(per_block, n_competitors - len(m.sub_index), len(irs))):
+            path = os.path.join(folder, f"ir{start + j:05d}.wav")
+            soundfile.write(path, irs[j].astype(np.float32), config.fs, subtype="FLOAT")
+            t30_at, seconds = timed(run_acoustic_toolbox, path)
+            m.toolbox_s.append(seconds)
+            m.toolbox_t30.append(t30_at)
+            t30_pr, seconds = timed(run_pyrato, irs[j], config.fs)
+            m.pyrato_s.append(seconds)
+            m.pyrato_t30.append(t30_pr)
+            m.sub_index.append(start + j)
+    return m
 
 
 def abs_pct_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
@@ -203,7 +219,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="IRs for i2r (default 1000)")
     parser.add_argument("--n-competitors", type=int, default=50, help="IRs for the other tools")
-    parser.add_argument("--block", type=int, default=100, help="IRs per i2r call (default 100)")
+    parser.add_argument("--block", type=int, default=50, help="IRs per i2r call (default 50)")
     parser.add_argument("--profile", action="store_true", help="profile one i2r block and exit")
     args = parser.parse_args(argv)
     config = SynthConfig(n=args.n)
@@ -215,22 +231,25 @@ def main(argv=None) -> None:
         pstats.Stats("/tmp/bench_acoustics.prof").sort_stats("cumulative").print_stats(25)
         return
     print(f"config: {asdict(config)}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
-    sub_irs, sub_truth, (at_s, at_t30), (pr_s, pr_t30) = bench_competitors(config, args.n_competitors)
-    i2r_s, i2r_t30, truth = bench_i2r(config, args.block)
-    i2r_sub_t30, _ = run_i2r(sub_irs, config.fs)
-    i2r_ms, at_ms, pr_ms = (1e3 * np.median(x) for x in (i2r_s, at_s, pr_s))
-    print(f"\nper-IR time (median), full parameter set unless noted:")
-    print(f"  i2r.acoustics      {i2r_ms:9.2f} ms  ({config.n} IRs in blocks of {args.block}; "
+    with tempfile.TemporaryDirectory() as folder:
+        m = bench(config, args.block, args.n_competitors, folder)
+    i2r_t30, truth = np.concatenate(m.i2r_t30), np.concatenate(m.truth)
+    sub = np.array(m.sub_index)
+    n_sub = len(sub)
+    i2r_ms, at_ms, pr_ms = (1e3 * np.median(x) for x in (m.i2r_s, m.toolbox_s, m.pyrato_s))
+    print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    print("\nper-IR time (median), full parameter set unless noted:")
+    print(f"  i2r.acoustics      {i2r_ms:9.2f} ms  ({config.n} IRs in blocks of {args.block}, "
           f"{1e-3 * i2r_ms * config.n:.1f} s in all)")
-    print(f"  acoustic-toolbox   {at_ms:9.2f} ms  (T30+EDT+C50+C80, {args.n_competitors} IRs)"
+    print(f"  acoustic-toolbox   {at_ms:9.2f} ms  (T30+EDT+C50+C80, {n_sub} IRs)"
           f"   ratio {at_ms / i2r_ms:6.1f}x  (target >= 20x)")
-    print(f"  pyrato (T30 only)  {pr_ms:9.2f} ms  ({args.n_competitors} IRs)"
+    print(f"  pyrato (T30 only)  {pr_ms:9.2f} ms  ({n_sub} IRs)"
           f"   ratio {pr_ms / i2r_ms:6.1f}x  (target >= 10x)")
     print_accuracy({
         f"i2r ({config.n} IRs)": (i2r_t30, truth),
-        f"i2r ({args.n_competitors} IRs)": (i2r_sub_t30, sub_truth),
-        f"acoustic-toolbox ({args.n_competitors})": (at_t30, sub_truth),
-        f"pyrato Lundeby ({args.n_competitors})": (pr_t30, sub_truth),
+        f"i2r ({n_sub} IRs)": (i2r_t30[sub], truth[sub]),
+        f"acoustic-toolbox ({n_sub})": (np.stack(m.toolbox_t30), truth[sub]),
+        f"pyrato Lundeby ({n_sub})": (np.stack(m.pyrato_t30), truth[sub]),
     })
 
 
