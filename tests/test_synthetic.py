@@ -251,6 +251,13 @@ def test_an_interrupted_run_keeps_finished_rows(tmp_path, monkeypatch):
     assert (resumed.reused, resumed.generated) == (3, 2)
 
 
+def test_a_run_killed_before_its_first_row_resumes(tmp_path):
+    generate(SynthConfig(n=1, out=str(tmp_path), image_size=32), progress=False)
+    (tmp_path / ".manifest.partial.csv").write_text("")  # killed right after creating the file
+    summary = generate(SynthConfig(n=2, out=str(tmp_path), image_size=32), progress=False)
+    assert (summary.reused, summary.generated, summary.n) == (1, 1, 2)
+
+
 def test_user_mistakes_raise_user_error(tmp_path):
     generate(SynthConfig(n=1, out=str(tmp_path), image_size=32), progress=False)
     with pytest.raises(UserError, match="seed"):

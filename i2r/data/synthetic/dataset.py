@@ -261,8 +261,6 @@ def generate(config: SynthConfig, progress: bool = True) -> SynthSummary:
     Raises :class:`UserError` for a bad ``n``, ``jobs``, ``split`` or ``image_size``, or a folder
     that holds something else.
     """
-    from tqdm import tqdm
-
     _validate(config)
     _check_folder(config)
     out = Path(config.out)
@@ -270,10 +268,29 @@ def generate(config: SynthConfig, progress: bool = True) -> SynthSummary:
     atomic_write_text(out / _CONFIG, json.dumps(config.identity(), indent=2) + "\n")
     start = time.perf_counter()
     rows = {i: r for i, r in _finished_rows(config).items() if i < config.n}
-    todo = [i for i in range(config.n) if i not in rows]
     reused = len(rows)
+    todo = [i for i in range(config.n) if i not in rows]
+    rows.update(_make_rows(todo, config, reused, progress))
+    ordered = [rows[i] for i in sorted(rows)]
+    _write_manifest(out / "manifest.csv", ordered)
+    os.unlink(out / _PARTIAL)
+    return SynthSummary(
+        out=str(out), manifest=str(out / "manifest.csv"), n=len(ordered), generated=len(todo), reused=reused,
+        seconds=time.perf_counter() - start,
+        splits=dict(sorted(Counter(r["split"] for r in ordered).items())),
+        categories=dict(sorted(Counter(r["scene"] for r in ordered).items())),
+    )
+
+
+def _make_rows(todo: list[int], config: SynthConfig, reused: int, progress: bool) -> dict[int, dict]:
+    """Make the scenes ``todo`` (in ``config.jobs`` processes) and append each finished row to
+    the partial manifest, after its files are on disk; returns the rows by index."""
+    from tqdm import tqdm
+
+    out = Path(config.out)
     partial = out / _PARTIAL
-    fresh = not partial.exists()
+    fresh = not partial.exists() or partial.stat().st_size == 0
+    rows = {}
     with contextlib.ExitStack() as stack:
         # The pool is forked before tqdm starts its monitor thread (fork + threads can deadlock).
         pool = stack.enter_context(_pool(config.jobs)) if config.jobs > 1 and len(todo) > 1 else None
@@ -283,6 +300,7 @@ def generate(config: SynthConfig, progress: bool = True) -> SynthSummary:
         writer = csv.DictWriter(handle, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
         if fresh:
             writer.writeheader()
+            handle.flush()
         made = pool.imap(_worker, [(i, config) for i in todo], chunksize=4) if pool else (write_example(i, config) for i in todo)
         for row in made:
             _make_durable(out, row)
@@ -290,15 +308,7 @@ def generate(config: SynthConfig, progress: bool = True) -> SynthSummary:
             handle.flush()
             rows[int(row["index"])] = row
             bar.update(1)
-    ordered = [rows[i] for i in sorted(rows)]
-    _write_manifest(out / "manifest.csv", ordered)
-    os.unlink(partial)
-    return SynthSummary(
-        out=str(out), manifest=str(out / "manifest.csv"), n=len(ordered), generated=len(todo), reused=reused,
-        seconds=time.perf_counter() - start,
-        splits=dict(sorted(Counter(r["split"] for r in ordered).items())),
-        categories=dict(sorted(Counter(r["scene"] for r in ordered).items())),
-    )
+    return rows
 
 
 def _validate(config: SynthConfig) -> None:
