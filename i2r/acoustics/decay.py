@@ -84,17 +84,101 @@ def cumulative_energy(energy: np.ndarray) -> np.ndarray:
     return cs
 
 
-def _window_levels(cs: np.ndarray, centres: np.ndarray, width: np.ndarray) -> np.ndarray:
-    """Mean energy (dB) in windows of ``width[b]`` samples centred on ``centres[b, j]``
-    -> ``(batch, F)``; NaN where the window holds no energy at all or lies past the end."""
-    n = cs.shape[-1] - 1
-    half = (np.maximum(width, 1.0) / 2.0)[:, None]
-    lo = np.clip(np.round(centres - half), 0, n - 1).astype(np.intp)
-    hi = np.clip(np.round(centres + half), 1, n).astype(np.intp)
+class EnergySums:
+    """Exact running sums of a batch of energies ``(batch, n)``, stored per cell of ``hop`` samples.
+
+    A running sum is sequential work; keeping it per cell (0.25 ms) makes it ``hop`` times
+    cheaper, and a sum up to any sample is still exact: the cell prefix plus the partial cell,
+    read from the energy itself. ``cells[:, j]`` is the sum of ``energy[:, :j * hop]``.
+    ``EnergySums.from_prefix(cumulative_energy(e))`` wraps a per-sample running sum (hop 1).
+    """
+
+    def __init__(self, energy: np.ndarray | None, hop: int = 1, cells: np.ndarray | None = None):
+        self.energy, self.hop = energy, int(hop)
+        self.n = energy.shape[-1] if energy is not None else cells.shape[-1] - 1
+        self.cells = self._cell_prefix(None) if cells is None else cells
+        self._moments = None
+
+    @classmethod
+    def from_prefix(cls, cs: np.ndarray) -> "EnergySums":
+        return cls(None, 1, cs)
+
+    @property
+    def total(self) -> np.ndarray:
+        return self.cells[:, -1]
+
+    def _cell_prefix(self, weights: np.ndarray | None) -> np.ndarray:
+        """Prefix sums (float64) over cells of ``sum_r weights[r] * energy[cell * hop + r]``
+        (plain sums for ``None``); the last cell may be short.
+
+        Summed as ``hop`` strided passes (one per position in the cell): numpy reduces a short
+        trailing axis slowly, and the energy may be float32."""
+        batch, n, hop = self.energy.shape[0], self.n, self.hop
+        full = n // hop
+        view = self.energy[:, : full * hop].reshape(batch, full, hop)
+        per_cell = np.zeros((batch, -(-n // hop)))
+        body = per_cell[:, :full]
+        for r in range(hop):
+            body += view[:, :, r] if weights is None else weights[r] * view[:, :, r]
+        if n > full * hop:
+            rest = self.energy[:, full * hop:].astype(float)
+            per_cell[:, -1] = rest.sum(axis=-1) if weights is None else rest @ weights[: n - full * hop]
+        out = np.zeros((batch, per_cell.shape[-1] + 1))
+        np.cumsum(per_cell, axis=-1, out=out[:, 1:])
+        return out
+
+    def _partial(self, index: np.ndarray, weight) -> np.ndarray:
+        """Sum of ``weight(sample) * energy`` over the partial cell before each ``index``."""
+        if self.hop == 1:
+            return np.zeros(index.shape)
+        start = (index // self.hop) * self.hop
+        offsets = np.arange(self.hop)
+        samples = start[..., None] + offsets
+        rows = np.arange(index.shape[0]).reshape((-1,) + (1,) * (index.ndim))
+        values = self.energy[rows, np.minimum(samples, self.n - 1)].astype(float) * weight(samples)
+        return np.where(samples < index[..., None], values, 0.0).sum(axis=-1)
+
+    def before(self, index) -> np.ndarray:
+        """Exact ``sum(energy[b, :index[b, ...]])``; ``index`` ``(batch,)`` or ``(batch, k)``, clipped to ``[0, n]``."""
+        index = np.clip(np.asarray(index), 0, self.n)
+        cells = _take(self.cells, index // self.hop)
+        return cells + self._partial(index, lambda samples: 1.0)
+
+    def moment_before(self, index) -> np.ndarray:
+        """Exact ``sum(j * energy[b, j] for j < index[b])``, for the centre time."""
+        if self._moments is None:
+            within = self._cell_prefix(np.arange(self.hop, dtype=float))
+            starts = self.hop * np.arange(self.cells.shape[-1] - 1, dtype=float)
+            per_cell = np.diff(self.cells, axis=-1) * starts + np.diff(within, axis=-1)
+            self._moments = np.zeros_like(self.cells)
+            np.cumsum(per_cell, axis=-1, out=self._moments[:, 1:])
+        index = np.clip(np.asarray(index), 0, self.n)
+        return _take(self._moments, index // self.hop) + self._partial(index, lambda samples: samples)
+
+
+def _take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
+    squeeze = index.ndim == 1
+    out = np.take_along_axis(array, index[:, None] if squeeze else index, axis=-1)
+    return out[:, 0] if squeeze else out
+
+
+def _as_sums(cs) -> EnergySums:
+    return cs if isinstance(cs, EnergySums) else EnergySums.from_prefix(cs)
+
+
+def _window_levels(sums: EnergySums, centres: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """Mean energy (dB) in windows of about ``width[b]`` samples centred on ``centres[b, j]``
+    (edges rounded to whole cells) -> ``(batch, F)``; NaN where the window holds no energy at
+    all or lies past the end."""
+    hop, cells = sums.hop, sums.cells
+    last = cells.shape[-1] - 1
+    half = (np.maximum(width, hop) / 2.0)[:, None]
+    lo = np.clip(np.round((centres - half) / hop), 0, last - 1).astype(np.intp)
+    hi = np.clip(np.round((centres + half) / hop), 1, last).astype(np.intp)
     hi = np.maximum(hi, lo + 1)
-    total = np.take_along_axis(cs, hi, axis=-1) - np.take_along_axis(cs, lo, axis=-1)
+    total = np.take_along_axis(cells, hi, axis=-1) - np.take_along_axis(cells, lo, axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((total > 0) & (centres < n), 10.0 * np.log10(total / (hi - lo)), np.nan)
+        return np.where((total > 0) & (centres < sums.n), 10.0 * np.log10(total / ((hi - lo) * hop)), np.nan)
 
 
 def _first_below(levels: np.ndarray, threshold: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -128,12 +212,12 @@ def range_line_fit(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray)
     return np.where(bad, np.nan, intercept), np.where(bad, np.nan, slope)
 
 
-def lundeby(cs: np.ndarray, onset: np.ndarray, fs: float,
+def lundeby(cs, onset: np.ndarray, fs: float,
             settings: LundebySettings = LundebySettings()) -> Truncation:
     """Lundeby et al. (1995) noise level and crosspoint, vectorised over the batch.
 
-    ``cs``: ``(batch, n + 1)`` running energy sum of the squared band-filtered IR (see
-    :func:`cumulative_energy`); ``onset``: ``(batch,)`` sample index.
+    ``cs``: the squared band-filtered IR's running sums, an :class:`EnergySums` or a
+    ``(batch, n + 1)`` array from :func:`cumulative_energy`; ``onset``: ``(batch,)`` sample index.
 
     1. Smooth the energy in ``initial_window_s`` intervals (frames aligned on the onset, so a
        leading delay changes nothing); take the noise from the last 10 %.
@@ -147,15 +231,16 @@ def lundeby(cs: np.ndarray, onset: np.ndarray, fs: float,
     Items whose decay cannot be fitted keep the whole IR (crosspoint = n, no compensation);
     :func:`analyze` reports them through their peak-to-noise ratio.
     """
-    batch, n = cs.shape[0], cs.shape[-1] - 1
+    sums = _as_sums(cs)
+    batch, n = len(onset), sums.n
     hop = max(1, int(round(settings.hop_s * fs)))
     offsets = np.arange(hop / 2.0, n, hop)
     times = offsets / fs
     centres = onset[:, None] + offsets[None, :]
     tail_start = n - max(1, int(round(settings.noise_tail_fraction * n)))
-    noise = (cs[:, n] - cs[:, tail_start]) / (n - tail_start)
+    noise = (sums.total - sums.before(np.full(batch, tail_start))) / (n - tail_start)
 
-    levels = _window_levels(cs, centres, np.full(batch, settings.initial_window_s * fs))
+    levels = _window_levels(sums, centres, np.full(batch, settings.initial_window_s * fs))
     peak_frame = np.argmax(np.where(np.isnan(levels), -np.inf, levels), axis=-1)
     peak_db = np.take_along_axis(levels, peak_frame[:, None], axis=-1)[:, 0]
     noise_db = 10.0 * np.log10(np.maximum(noise, 10.0 ** (peak_db / 10.0) * 1e-30))
@@ -167,11 +252,11 @@ def lundeby(cs: np.ndarray, onset: np.ndarray, fs: float,
         safe_slope = np.where(decaying, slope, -1.0)
         crosspoint_s = (noise_db - intercept) / safe_slope
         window = np.clip(10.0 / -safe_slope / settings.intervals_per_10db * fs, hop, n / 10.0)
-        levels = _window_levels(cs, centres, window)
+        levels = _window_levels(sums, centres, window)
         start = onset + np.round((crosspoint_s + settings.noise_margin_db / -safe_slope) * fs)
         start = np.clip(np.nan_to_num(start, nan=tail_start), 0, tail_start).astype(np.intp)
         start = np.where(decaying, start, tail_start)
-        noise = (cs[:, n] - np.take_along_axis(cs, start[:, None], axis=-1)[:, 0]) / (n - start)
+        noise = (sums.total - sums.before(start)) / (n - start)
         noise_db = 10.0 * np.log10(np.maximum(noise, 10.0 ** (peak_db / 10.0) * 1e-30))
         top = _first_below(levels, noise_db + settings.late_floor_db + settings.late_range_db, peak_frame)
         bottom = _first_below(levels, noise_db + settings.late_floor_db, peak_frame)
@@ -191,42 +276,48 @@ def lundeby(cs: np.ndarray, onset: np.ndarray, fs: float,
                       peak_db=peak_db, noise_db=noise_db, tail=tail, tau=tau)
 
 
-def remaining_energy(cs: np.ndarray, trunc: Truncation, index: np.ndarray) -> np.ndarray:
+def remaining_energy(cs, trunc: Truncation, index: np.ndarray) -> np.ndarray:
     """Noise-compensated energy from sample ``index`` to infinity (Schroeder integral).
 
     Before the crosspoint: the measured energy up to the crosspoint plus the compensation term;
-    after it: the compensation's exponential continued. ``index``: ``(batch,)`` or
-    ``(batch, k)``; returns the same shape.
+    after it: the compensation's exponential continued. ``cs``: :class:`EnergySums` or
+    :func:`cumulative_energy` array; ``index``: ``(batch,)`` or ``(batch, k)``; same shape out.
     """
+    sums = _as_sums(cs)
     index = np.asarray(index)
-    squeeze = index.ndim == 1
-    idx = index[:, None] if squeeze else index
-    n = cs.shape[-1] - 1
-    cp = trunc.crosspoint[:, None]
-    measured = (np.take_along_axis(cs, cp, axis=-1) - np.take_along_axis(cs, np.clip(idx, 0, n), axis=-1))
-    with np.errstate(over="ignore"):
-        model = trunc.tail[:, None] * np.exp(-(idx - cp) / trunc.tau[:, None])
-    out = np.where(idx < cp, measured + trunc.tail[:, None], model)
-    return out[:, 0] if squeeze else out
+    expand = (slice(None),) + (None,) * (index.ndim - 1)
+    cp = trunc.crosspoint[expand]
+    measured = sums.before(trunc.crosspoint)[expand] - sums.before(index)
+    return _compensated(measured, index, cp, trunc, expand)
 
 
-def decay_curve_db(cs: np.ndarray, trunc: Truncation, onset: np.ndarray, hop: int) -> np.ndarray:
-    """Schroeder decay curve in dB re its value at the onset, on the grid ``onset + j * hop``.
+def _compensated(measured, index, cp, trunc: Truncation, expand) -> np.ndarray:
+    with np.errstate(over="ignore", invalid="ignore"):
+        model = trunc.tail[expand] * np.exp(-(index - cp) / trunc.tau[expand])
+    return np.where(index < cp, measured + trunc.tail[expand], model)
 
-    Returns ``(batch, ceil(n / hop))``; starts at 0 dB and falls monotonically (the energy
-    integral only shrinks), which :func:`level_crossings` relies on. Past the end of the IR the
-    compensation's exponential continues it (or -1000 dB where there is none). The curve is
-    smooth (an integral), so a grid of a fraction of a millisecond loses nothing for line fits.
+
+def decay_curve_db(sums: EnergySums, trunc: Truncation, onset: np.ndarray) -> np.ndarray:
+    """Schroeder decay curve in dB re its value at the onset, at every cell boundary
+    (``j * sums.hop`` samples), ``(batch, n_cells + 1)``; 0 dB up to the onset.
+
+    Falls monotonically (the energy integral only shrinks), which :func:`level_crossings`
+    relies on. Past the crosspoint it is the compensation's exponential (-1000 dB where there is
+    none). The curve is an integral, hence smooth: a 0.25 ms grid loses nothing for line fits.
     """
-    n = cs.shape[-1] - 1
-    index = onset[:, None] + hop * np.arange(-(-n // hop))[None, :]
-    total = remaining_energy(cs, trunc, onset)
+    index = sums.hop * np.arange(sums.cells.shape[-1])[None, :]
+    cp = trunc.crosspoint[:, None]
     with np.errstate(divide="ignore", invalid="ignore"):
-        curve = 10.0 * np.log10(remaining_energy(cs, trunc, index) / total[:, None])
+        total_db = 10.0 * np.log10(remaining_energy(sums, trunc, onset))[:, None]
+        measured_db = 10.0 * np.log10(sums.before(trunc.crosspoint)[:, None] - sums.cells + trunc.tail[:, None])
+        # the compensation's exponential, written in dB: a straight line, no exp() per point
+        model_db = 10.0 * np.log10(trunc.tail)[:, None] - (index - cp) * (10.0 / np.log(10.0)) / trunc.tau[:, None]
+        curve = np.where(index < cp, measured_db, model_db) - total_db
+    curve = np.where(index <= onset[:, None], 0.0, curve)
     return np.maximum(np.nan_to_num(curve, nan=-1000.0), -1000.0)
 
 
 def level_crossings(curve_db: np.ndarray, level_db: float) -> np.ndarray:
-    """First grid point where the monotone decay curve is at or below ``level_db``; the curve's
-    length where it never gets there. ``(batch,)``."""
+    """First grid point where the monotone decay curve is at or below ``level_db`` (the 0 dB
+    points before the onset count as above); the curve's length where it never gets there."""
     return (curve_db > level_db).sum(axis=-1)

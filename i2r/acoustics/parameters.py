@@ -21,8 +21,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from i2r.acoustics.bands import FilterBank, band_centres, band_edges, ringing_time
-from i2r.acoustics.decay import (LundebySettings, Truncation, cumulative_energy, decay_curve_db,
-                                 level_crossings, lundeby, onset_index, remaining_energy)
+from i2r.acoustics.decay import (EnergySums, LundebySettings, Truncation, cumulative_energy,
+                                 decay_curve_db, level_crossings, lundeby, onset_index,
+                                 remaining_energy)
 from i2r.errors import UserError
 
 BAND_KEYS = ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s")
@@ -229,7 +230,7 @@ def _fit_decay_time(curve_db, prefix, reach_limit, hop, fs, start_db, end_db):
     """Decay time (s): the line fitted to the curve from ``start_db`` down to ``end_db``,
     extrapolated to 60 dB; and whether the measured decay (before the crosspoint, grid index
     ``reach_limit``) got to ``end_db``."""
-    start = level_crossings(curve_db, start_db) if start_db < 0 else np.zeros(len(curve_db), dtype=np.intp)
+    start = level_crossings(curve_db, start_db) if start_db < 0 else (curve_db >= start_db).sum(axis=-1)
     end = level_crossings(curve_db, end_db)
     slope = _prefix_slope(prefix, start, end) * fs / hop
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -245,42 +246,41 @@ def _measure_band(signal: np.ndarray, fs: float, config: AnalysisConfig, ranges:
     energy = signal * signal
     batch, n = energy.shape
     onset = onset_index(energy, config.onset_threshold_db)
-    cs = cumulative_energy(energy)
-    trunc = lundeby(cs, onset, fs, config.lundeby)
+    hop = _curve_hop(fs)
+    sums = EnergySums(energy, hop)
+    trunc = lundeby(sums, onset, fs, config.lundeby)
     if not noise_handling:
         trunc = Truncation(np.full(batch, n), trunc.noise, trunc.slope_db_s, trunc.peak_db,
                            trunc.noise_db, np.zeros(batch), trunc.tau)
-    hop = _curve_hop(fs)
-    curve = decay_curve_db(cs, trunc, onset, hop)
+    curve = decay_curve_db(sums, trunc, onset)
     prefix = _decay_prefix(curve)
-    reach_limit = -(-(trunc.crosspoint - onset) // hop)
+    reach_limit = -(-trunc.crosspoint // hop)
     values = {}
     for key, (start_db, end_db) in ranges.items():
         values[key], values[key + ":reached"] = _fit_decay_time(curve, prefix, reach_limit, hop, fs,
                                                                 start_db, end_db)
-    values.update(_energy_parameters(energy, cs, trunc, onset, fs))
+    values.update(_energy_parameters(sums, trunc, onset, fs))
     if direct_window_s is not None:
-        values["drr_db"] = _direct_to_reverberant(energy, cs, trunc, fs, direct_window_s)
+        values["drr_db"] = _direct_to_reverberant(energy, sums, trunc, fs, direct_window_s)
     with np.errstate(divide="ignore"):
         noise_floor_db = 10.0 * np.log10(trunc.noise)
     last = np.clip(reach_limit - 1, 0, curve.shape[-1] - 1)
     return _BandResult(values=values, inr_db=trunc.inr_db, noise_floor_db=noise_floor_db,
                        crosspoint_s=(trunc.crosspoint - onset) / fs,
-                       reached_db=curve[np.arange(batch), last], energy=cs[:, -1])
+                       reached_db=curve[np.arange(batch), last], energy=sums.total)
 
 
-def _energy_parameters(energy, cs, trunc, onset, fs) -> dict:
+def _energy_parameters(sums: EnergySums, trunc, onset, fs) -> dict:
     """C50, C80 (dB), D50 and centre time Ts (s) from the noise-compensated energies (ISO 3382-1
     A.2): the energies after 50 ms, 80 ms and the onset are Schroeder integrals, and Ts's first
     moment counts the compensation's exponential tail (mean time ``crosspoint + tau``)."""
-    total = remaining_energy(cs, trunc, onset)
-    late50 = remaining_energy(cs, trunc, onset + round(0.050 * fs))
-    late80 = remaining_energy(cs, trunc, onset + round(0.080 * fs))
-    moment_sum = cumulative_energy(energy * np.arange(energy.shape[-1]))
-    cp = trunc.crosspoint[:, None]
-    first = (np.take_along_axis(moment_sum, cp, -1) - np.take_along_axis(moment_sum, onset[:, None], -1))[:, 0]
-    measured = (np.take_along_axis(cs, cp, -1) - np.take_along_axis(cs, onset[:, None], -1))[:, 0]
-    moment = first - onset * measured + trunc.tail * (trunc.crosspoint - onset + trunc.tau)
+    total = remaining_energy(sums, trunc, onset)
+    late50 = remaining_energy(sums, trunc, onset + round(0.050 * fs))
+    late80 = remaining_energy(sums, trunc, onset + round(0.080 * fs))
+    cp = trunc.crosspoint
+    first = sums.moment_before(cp) - sums.moment_before(onset)
+    measured = sums.before(cp) - sums.before(onset)
+    moment = first - onset * measured + trunc.tail * (cp - onset + trunc.tau)
     with np.errstate(divide="ignore", invalid="ignore"):
         return {"c50_db": 10.0 * np.log10((total - late50) / late50),
                 "c80_db": 10.0 * np.log10((total - late80) / late80),
@@ -288,16 +288,16 @@ def _energy_parameters(energy, cs, trunc, onset, fs) -> dict:
                 "ts_s": moment / total / fs}
 
 
-def _direct_to_reverberant(energy, cs, trunc, fs: float, window_s: float) -> np.ndarray:
+def _direct_to_reverberant(energy, sums: EnergySums, trunc, fs: float, window_s: float) -> np.ndarray:
     """DRR (dB): energy within +-``window_s`` of the peak over the noise-compensated energy
     after that window. ``energy``: ``(batch, n)`` -> ``(batch,)``."""
     n = energy.shape[-1]
     peak = np.argmax(energy, axis=-1)
     half = int(round(window_s * fs))
     lo, hi = np.maximum(peak - half, 0), np.minimum(peak + half + 1, n)
-    direct = np.take_along_axis(cs, hi[:, None], -1)[:, 0] - np.take_along_axis(cs, lo[:, None], -1)[:, 0]
+    direct = sums.before(hi) - sums.before(lo)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return 10.0 * np.log10(direct / remaining_energy(cs, trunc, hi))
+        return 10.0 * np.log10(direct / remaining_energy(sums, trunc, hi))
 
 
 # --- checks and warnings -----------------------------------------------------------------------
