@@ -21,6 +21,7 @@ import csv
 import io
 import json
 import os
+import signal
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -182,14 +183,26 @@ def _map_chunks(chunks: list[list[str]], config: AnalyzeConfig) -> Iterator[list
         for chunk in chunks:
             yield analyze_chunk(chunk, config)
         return
-    with _single_threaded_workers(), ProcessPoolExecutor(config.jobs, mp_context=get_context("spawn")) as pool:
-        pending: collections.deque = collections.deque()
-        for chunk in chunks:
-            if len(pending) >= 2 * config.jobs:
+    # workers start on demand during submit(), so their environment is set for the whole loop
+    with _single_threaded_workers():
+        pool = ProcessPoolExecutor(config.jobs, mp_context=get_context("spawn"), initializer=_ignore_sigint)
+        try:
+            pending: collections.deque = collections.deque()
+            for chunk in chunks:
+                if len(pending) >= 2 * config.jobs:
+                    yield pending.popleft().result()
+                pending.append(pool.submit(analyze_chunk, chunk, config))
+            while pending:
                 yield pending.popleft().result()
-            pending.append(pool.submit(analyze_chunk, chunk, config))
-        while pending:
-            yield pending.popleft().result()
+        finally:
+            # on Ctrl-C (or a closed pipe) drop the queued chunks instead of finishing them
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the main process, which stops the run and keeps what it wrote
+    (otherwise every worker prints its own KeyboardInterrupt traceback)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @contextlib.contextmanager
