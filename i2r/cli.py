@@ -401,7 +401,9 @@ def _add_generate(sub):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="network precision (default: bf16 where the hardware has it natively, else fp32)")
-    p.add_argument("--griffin-lim-iters", type=int, default=32, help="Griffin-Lim iterations (default: %(default)s)")
+    p.add_argument("--griffin-lim-iters", type=int, default=8,
+                   help="fast Griffin-Lim iterations; 8 keep octave-band T30 within ~0.2 %% (median) of 32's "
+                   "(benchmarks/bench_generate.py) (default: %(default)s)")
     p.set_defaults(func=_run_generate)
 
 
@@ -454,8 +456,47 @@ def _run_prepare(args) -> int:
     return 0
 
 
+def _add_tsne_grid(sub):
+    p = _add_command(
+        sub, "tsne-grid", "lay images out on a grid by their IRs' multiband T60 (t-SNE + assignment)",
+        "The paper's supplementary Fig. 24. RESULTS_DIR is an eval run (per_example.csv with image and\n"
+        "ir_generated, from `i2r eval --save-wavs`) or a folder of IRs paired with images by stem\n"
+        "(room.wav + room.png/.jpg). Features: T30 per octave band 125 Hz-4 kHz (ISO 3382-1), log, z-scored;\n"
+        "a NaN band takes the IR's mean over its measured bands, an IR with none is dropped. t-SNE to 2-D,\n"
+        "then an exact linear assignment to a near-square grid (spare cells empty). Writes OUT/mosaic.png,\n"
+        "OUT/mosaic_t60.png (broadband T60 = mean of 500 Hz and 1 kHz), OUT/assignments.csv, OUT/config.json.\n\n"
+        "  i2r tsne-grid runs/eval --out reports/tsne --perplexity 30 --thumb 48\n"
+        "  i2r tsne-grid my_irs/ --features reports/tsne/assignments.csv --seed 1",
+    )
+    p.add_argument("results_dir", metavar="RESULTS_DIR", help="eval run folder or folder of IRs + images")
+    p.add_argument("--out", default="reports/tsne-grid", help="output folder (default: %(default)s)")
+    p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=0, help="t-SNE random seed (default: %(default)s)")
+    p.add_argument("--thumb", type=int, default=32, metavar="PX", help="mosaic cell size in px (default: %(default)s)")
+    p.add_argument("--method", choices=["opentsne", "sklearn"], default="opentsne",
+                   help="t-SNE implementation (default: %(default)s, FFT-accelerated)")
+    p.add_argument("--jobs", type=int, default=1, help="t-SNE threads (default: %(default)s)")
+    p.add_argument("--features", metavar="CSV", help="read T30s (file, image, t30_<Hz>_s columns) instead of measuring")
+    p.set_defaults(func=_run_tsne_grid)
+
+
+def _run_tsne_grid(args) -> int:
+    from i2r.analysis.tsne_grid import TsneGridConfig, run_tsne_grid
+
+    if args.thumb < 1 or args.perplexity <= 0:
+        raise UserError("--thumb and --perplexity must be positive")
+    config = TsneGridConfig(perplexity=args.perplexity, seed=args.seed, thumb=args.thumb, method=args.method,
+                            n_jobs=args.jobs, features_csv=args.features)
+    result = run_tsne_grid(args.results_dir, args.out, config)
+    s = result.summary
+    sys.stdout.write(f"{args.out}: {s['n']} IRs on a {s['grid'][0]}x{s['grid'][1]} grid; "
+                     f"{s['dropped_unmeasurable']} dropped (no measurable band), {s['imputed_bands']} bands imputed, "
+                     f"{len(s['skipped_files'])} files skipped\n")
+    return 0
+
+
 COMMANDS = [_add_demo, _add_analyze, _add_survey_stats, _add_survey_build, _add_train, _add_eval, _add_report, _add_synth,
-            _add_generate, _add_prepare]
+            _add_generate, _add_prepare, _add_tsne_grid]
 
 
 def build_parser() -> argparse.ArgumentParser:

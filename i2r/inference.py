@@ -38,7 +38,8 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 class GenerationResult:
     """One batch's outputs; ``irs`` ``(B, 130977)`` float32 at 22,050 Hz, ``logspecs`` raw log|X|
     ``(B, R, R)`` (frequency x frames), ``depth`` ``(B, H, W)`` in [0, 1] or None (depth mode
-    "none"), ``features`` ``(B, 365)``, ``seconds`` per stage (:data:`STAGES`) for the batch."""
+    "none"), ``features`` ``(B, 365)``, ``seconds``: wall time per stage (:data:`STAGES`) for
+    the batch, and process CPU time under ``"cpu_<stage>"``."""
 
     irs: np.ndarray
     logspecs: np.ndarray
@@ -78,7 +79,7 @@ class Image2ReverbPipeline:
     """A trained model ready for batched inference (see the module docstring)."""
 
     def __init__(self, model: Image2Reverb, spec_norm: SpectrogramNorm, device: str | torch.device = "cpu",
-                 precision: str | None = None, griffin_lim_iters: int = 32):
+                 precision: str | None = None, griffin_lim_iters: int = 8):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval().to(memory_format=torch.channels_last)
         self.spec_norm = spec_norm
@@ -106,13 +107,17 @@ class Image2ReverbPipeline:
         return contextlib.nullcontext()
 
     def _timed(self, seconds: dict, stage: str, fn, *args):
+        """Run ``fn(*args)``, adding its wall time to ``seconds[stage]`` and its process CPU time
+        (all threads) to ``seconds["cpu_" + stage]``: on a shared machine CPU time is the
+        load-independent figure."""
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         out = fn(*args)
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - start
+        seconds["cpu_" + stage] = seconds.get("cpu_" + stage, 0.0) + time.process_time() - start_cpu
         return out
 
     @torch.inference_mode()
@@ -171,7 +176,7 @@ class GenerateConfig:
     batch_size: int = 8
     device: str = "auto"
     precision: str | None = None
-    griffin_lim_iters: int = 32
+    griffin_lim_iters: int = 8
 
 
 @dataclass

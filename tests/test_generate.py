@@ -96,7 +96,8 @@ def test_pipeline_is_seeded_and_steerable(checkpoint):
     assert a.irs.shape == (2, IR_SAMPLES) and a.logspecs.shape == (2, 32, 32) and a.depth.shape == (2, 64, 64)
     np.testing.assert_allclose(a.logspecs[0], b.logspecs[0], atol=1e-4)
     np.testing.assert_allclose(a.irs[0], b.irs[0], atol=1e-4)
-    assert set(a.seconds) == {"load", "depth", "encoder", "generator", "griffin_lim"}
+    stages = {"load", "depth", "encoder", "generator", "griffin_lim"}
+    assert set(a.seconds) == stages | {f"cpu_{stage}" for stage in stages}
     half = pipeline.generate([photo], depth_mode="0.5", seed=1)
     assert np.all(half.depth == 0.5) and not np.allclose(half.features, b.features)
 

@@ -8,6 +8,7 @@ from i2r.models import Image2Reverb, ModelConfig
 from i2r.models.discriminator import Discriminator
 from i2r.models.generator import Generator
 from i2r.models.image2reverb import SceneEncoder
+from i2r.models.layers import EqualizedConv2d
 from i2r.models.monodepth import Monodepth2
 from i2r.models.resnet import resnet18, resnet50
 
@@ -126,6 +127,20 @@ def test_generator_and_discriminator_shapes(resolution):
     assert spec.shape == (2, 1, resolution, resolution)
     assert -1 < spec.min() and spec.max() < 1 and spec.std() > 0
     assert scores.shape == (2, 1, 8, 8)
+
+
+def test_upsampling_folded_into_the_conv_is_exact():
+    conv = EqualizedConv2d(5, 3, 3, padding=1, bias=False).double()
+    x = torch.randn(2, 5, 6, 7, dtype=torch.float64)
+    naive = conv(torch.nn.functional.interpolate(x, scale_factor=2.0, mode="nearest"))
+    torch.testing.assert_close(conv.forward_upsampled(x), naive, rtol=0, atol=1e-12)
+
+
+def test_generator_backward_without_nan_even_for_batch_one():
+    g, d = Generator(32, fmap_base=256, fmap_max=8), Discriminator(32, fmap_base=256, fmap_max=8)
+    d(g(torch.randn(1, 512)), torch.randn(1, 365)).sum().backward()
+    grads = [p.grad for p in (*g.parameters(), *d.parameters())]
+    assert all(gr is not None and torch.isfinite(gr).all() for gr in grads)
 
 
 def test_discriminator_uses_the_condition():

@@ -4,6 +4,7 @@ Latent ``(B, 512)`` (365 encoder features + 147 Gaussian noise values) -> a 8x8-
 (padding 7) lifts 1x1 to 8x8 without activation; then one block per resolution 8, 16, ...,
 ``resolution`` of [3x3 conv, LReLU 0.2, PixelNorm] x 2 with nearest x2 upsampling between blocks;
 then a 1x1 conv to one channel and tanh. Every conv has an equalised learning rate and no bias.
+Each upsampling is folded into the next conv (an exact stride-2 transposed conv, 2-4x faster).
 The paper's 512x512 generator has 13,687,840 weights (widths 256, 256, 256, 256, 128, 64, 32).
 """
 
@@ -25,8 +26,10 @@ class GeneratorBlock(nn.Module):
         self.conv2 = EqualizedConv2d(out_channels, out_channels, 3, padding=1, bias=False)
         self.norm = PixelNorm()
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._activate(self.conv2(self._activate(self.conv1(x))))
+    def forward(self, x: Tensor, upsample: bool = False) -> Tensor:
+        """``upsample``: nearest x2 first (folded into conv1, see ``forward_upsampled``)."""
+        x = self.conv1.forward_upsampled(x) if upsample else self.conv1(x)
+        return self._activate(self.conv2(self._activate(x)))
 
     def _activate(self, x: Tensor) -> Tensor:
         """LReLU 0.2 then PixelNorm; without autograd both run in place on the fresh conv output,
@@ -59,7 +62,5 @@ class Generator(nn.Module):
     def forward(self, latent: Tensor) -> Tensor:
         x = self.input(latent.reshape(latent.shape[0], self.latent_dim, 1, 1))
         for i, block in enumerate(self.blocks):
-            if i > 0:
-                x = F.interpolate(x, scale_factor=2.0, mode="nearest")
-            x = block(x)
+            x = block(x, upsample=i > 0)
         return self.output(x).tanh()
