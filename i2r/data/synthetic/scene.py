@@ -330,6 +330,8 @@ def draw_room(rng: np.random.Generator, category: str) -> Scene:
         t60 = eyring_t60(dims, surface_absorption(scene))
         if T60_RANGE_S[0] <= t60.min() and t60.max() <= T60_RANGE_S[1]:
             break
+    else:  # never seen in 900 draws per category; a palette edit that made it possible must fail loudly
+        raise RuntimeError(f"no {category} room with T60 in {T60_RANGE_S} s after 200 draws")
     scene.t60_s = tuple(round(float(v), 4) for v in t60)
     scene.source, scene.receiver = _source_receiver(rng, dims)
     scene.boxes = _furniture(rng, category, dims, camera)
