@@ -278,7 +278,7 @@ def _random_phase(shape, generator, device):
 def logspec_to_ir(
     logspec,
     method: str = "griffin-lim",
-    n_iter: int = 32,
+    n_iter: int = 24,
     momentum: float = 0.99,
     seed: int | None = 0,
 ):
@@ -287,8 +287,11 @@ def logspec_to_ir(
     ``method="griffin-lim"`` runs the fast Griffin-Lim algorithm (Perraudin, Balazs & Sondergaard,
     "A fast Griffin-Lim algorithm", WASPAA 2013): Griffin & Lim's alternating projections with
     an extrapolation step of weight ``momentum`` (0 gives the classic algorithm), batched in
-    torch, starting from uniformly random phase. ``method="random-phase"`` is the original
-    code's single inverse STFT with uniformly random phase, kept for comparison. The output
+    torch, starting from uniformly random phase. The default 24 iterations bring the spectral
+    convergence || |STFT(y)| - M || / ||M|| of a hall IR from 0.63 (random phase) to 0.10
+    (0.13 at 16, 0.08 at 32, 0.04 at 100) for ~0.1 s of one CPU core per IR; see
+    ``benchmarks/bench_spectrogram.py``. ``method="random-phase"`` is the original code's single
+    inverse STFT with uniformly random phase, kept for comparison. The output
     level follows the spectrogram (no peak normalisation). ``seed`` fixes the initial phase
     (``None`` draws a fresh one). Returns a float32 torch tensor.
     """
@@ -314,12 +317,16 @@ def _fast_griffin_lim(magnitude, estimate, n_iter: int, momentum: float):
     """Perraudin et al. (2013), Algorithm 2: c_n = P_C1(P_C2(t_n) + alpha (t_n - t_{n-1}))."""
     import torch
 
-    previous = torch.zeros_like(estimate)
+    # Complex arithmetic is done on real views: torch's complex abs and complex-by-real products
+    # cost several times the FFTs here (measured on CPU).
+    target = magnitude.unsqueeze(-1)
+    previous = torch.zeros_like(torch.view_as_real(estimate))
     for _ in range(n_iter):
-        consistent = _stft(_istft(estimate))
+        consistent = torch.view_as_real(_stft(_istft(estimate)))
         accelerated = torch.lerp(previous, consistent, 1.0 + momentum)  # t_n + alpha (t_n - t_{n-1})
         previous = consistent
-        estimate = accelerated * (magnitude / accelerated.abs().clamp_min(1e-30))
+        norm = torch.hypot(accelerated[..., 0], accelerated[..., 1]).clamp_min_(1e-30).unsqueeze(-1)
+        estimate = torch.view_as_complex(accelerated * (target / norm))
     return estimate
 
 
