@@ -187,8 +187,12 @@ def test_results_ignore_gain(gain_db):
 def test_results_ignore_a_leading_delay(delay):
     delayed = np.concatenate([np.zeros(delay), _BASE])
     params = analyze(delayed, _FS)
-    for key in ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s", "drr_db"):
-        np.testing.assert_allclose(params[key], _REFERENCE[key], rtol=2e-3, equal_nan=True, err_msg=key)
+    # Energy sums are sample-exact; the decay curve is fitted on a 1 ms grid, so a delay can move
+    # the ends of an evaluation range by up to one grid step (< 1 % of these decay times).
+    for key in ("c50_db", "c80_db", "d50", "ts_s", "drr_db"):
+        np.testing.assert_allclose(params[key], _REFERENCE[key], rtol=1e-5, equal_nan=True, err_msg=key)
+    for key in ("t20_s", "t30_s", "edt_s"):
+        np.testing.assert_allclose(params[key], _REFERENCE[key], rtol=0.01, equal_nan=True, err_msg=key)
 
 
 # --- honesty: NaN with a reason --------------------------------------------------------------------

@@ -199,8 +199,8 @@ class _BandResult:
 
 
 def _curve_hop(fs: float) -> int:
-    """Decay-curve grid step: 0.25 ms (>= 100 points over 35 dB of a 0.1 s decay)."""
-    return max(1, int(fs * 0.00025))
+    """Decay-curve grid step and energy-sum cell: 1 ms (the Lundeby frame hop)."""
+    return max(1, int(round(fs * 0.001)))
 
 
 def _prefix_slope(prefix, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
