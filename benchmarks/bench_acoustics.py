@@ -12,8 +12,8 @@ Competitors run on a subset (``--n-competitors``, default 50) of the same IRs:
   the IRs are written as float32 WAVs to a temporary folder (file reading is part of its API and
   costs ~1 ms of the total);
 - pyrato: pyfar's IEC 61260-1 octave filter bank, ``energy_decay_curve_lundeby`` (Lundeby
-  truncation and compensation, band-dependent smoothing) and ``reverberation_time_linear_regression``
-  for T30 only -- less work than the others do.
+  truncation and compensation, band-dependent smoothing, each band normalised on its own) and
+  ``reverberation_time_linear_regression`` for T30 only -- less work than the others do.
 
 Printed: per-IR median times, ratios, and the median absolute T30 error (%) per band against the
 ground truth for each tool on the same subset (and for i2r on all IRs).
@@ -127,7 +127,10 @@ def run_pyrato(ir: np.ndarray, fs: int) -> np.ndarray:
     signal = pyfar.Signal(ir, fs)
     bands = pyfar.dsp.filter.fractional_octave_bands(
         signal, num_fractions=1, frequency_range=(OCTAVES_HZ[0], OCTAVES_HZ[-1]))
-    edc = pyrato.edc.energy_decay_curve_lundeby(bands, smoothing_parameter=OCTAVES_HZ)
+    # channel_independent: each band starts at its own onset and 0 dB (pyrato's default normalises
+    # all bands by the loudest one, which moves the -5..-35 dB range of the quieter bands)
+    edc = pyrato.edc.energy_decay_curve_lundeby(bands, smoothing_parameter=OCTAVES_HZ,
+                                                channel_independent=True)
     return np.ravel(pyrato.parameters.reverberation_time_linear_regression(edc, "T30"))
 
 
