@@ -13,9 +13,11 @@ from hypothesis import strategies as st
 from i2r.acoustics import (AcousticParameters, AnalysisConfig, analyze, band_centres, band_edges,
                            decay_time, validate_ir)
 from i2r.acoustics.bands import G, FilterBank, band_magnitude, exact_centres
+from i2r.acoustics.decay import EnergySums, decay_curve_db, lundeby, onset_index
 from i2r.audio import load_audio, to_mono
 from i2r.errors import UserError
 
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DESIGN_KEYS = {"fs", "bands_hz", "t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s",
                "drr_db", "broadband", "warnings"}
 
@@ -164,6 +166,25 @@ def test_irstats_definition_0_to_minus_60_db():
     assert float(broadband) == pytest.approx(0.8, rel=0.05)
 
 
+@pytest.mark.skipif(not (DATA / "reference" / "pyrato").exists(), reason="../shared/data not available")
+def test_lundeby_and_compensated_edc_agree_with_pyrato_reference_data():
+    """pyrato's own test data: an analytic room IR with noise at 50 dB PSNR, fs 3 kHz, and its
+    Lundeby intersection time (0.555 s), noise energy and compensated EDC."""
+    folder = DATA / "reference" / "pyrato"
+    ir = np.loadtxt(folder / "analytic_rir_psnr50_1D.csv")[None, :]
+    crossing_s, _, noise = np.loadtxt(folder / "intersection_time_1D.csv")
+    reference_db = 10 * np.log10(np.loadtxt(folder / "edc_lundeby_1D.csv"))
+    fs, energy = 3000, ir ** 2
+    onset = onset_index(energy)
+    sums = EnergySums(energy, 1)
+    trunc = lundeby(sums, onset, fs)
+    assert trunc.noise[0] == pytest.approx(noise, rel=0.01)
+    assert trunc.crosspoint[0] / fs == pytest.approx(crossing_s, rel=0.1)
+    curve = decay_curve_db(sums, trunc, onset)[0, onset[0]:]
+    upper = reference_db > -20
+    np.testing.assert_allclose(curve[: len(reference_db)][upper], reference_db[upper], atol=0.5)
+
+
 # --- invariances ---------------------------------------------------------------------------------
 
 _FS = 8000
@@ -285,7 +306,6 @@ def test_config_is_a_saveable_dataclass():
 
 # --- real impulse responses ------------------------------------------------------------------------
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # Approximate decay times stated in ../shared/data/MANIFEST.csv (notes column), broadband.
 STATED_DECAY_S = {"openair_arthur_sykes_rymer_s1r4_w_mono": 0.3, "openair_genesis6_studio_live_room_bformat": 0.25,
                   "openair_jack_lyons_lp4_w_mono": 1.9, "openair_elveden_hall_marble_hall_stereo": 3.9,

@@ -134,14 +134,15 @@ class AcousticParameters(Mapping):
     def item_warnings(self, index=()) -> list[str]:
         """Warnings of batch item ``index`` (an int or a tuple into the batch shape)."""
         found = self.warnings
-        for i in np.atleast_1d(index) if np.ndim(index) or index != () else ():
-            found = found[int(i)]
+        for i in _batch_index(index):
+            found = found[i]
         return list(found)
 
     def to_json_dict(self, index=()) -> dict:
-        """The DESIGN.md JSON object of batch item ``index`` (without ``"file"``), NaN -> None:
+        """The DESIGN.md JSON object of batch item ``index`` (an int or a tuple into the batch
+        shape; ``()`` for a single IR), without ``"file"``, NaN -> None:
         ``{"fs", "bands_hz", "t20_s", ..., "ts_s", "drr_db", "broadband": {...}, "warnings"}``."""
-        index = tuple(np.atleast_1d(index).tolist()) if np.ndim(index) or index != () else ()
+        index = _batch_index(index)
         record = {"fs": _json_number(self.fs), "bands_hz": [_json_number(f) for f in self.bands_hz]}
         for key in BAND_KEYS:
             record[key] = [_json_number(v) for v in np.asarray(getattr(self, key))[index]]
@@ -150,6 +151,10 @@ class AcousticParameters(Mapping):
                                for key, value in self.broadband.items()}
         record["warnings"] = self.item_warnings(index)
         return record
+
+
+def _batch_index(index) -> tuple:
+    return tuple(int(i) for i in index) if isinstance(index, (tuple, list)) else (int(index),)
 
 
 def _json_number(value):
