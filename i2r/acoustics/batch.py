@@ -31,12 +31,12 @@ from typing import Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
+from i2r.acoustics.parameters import BAND_KEYS, AnalysisConfig, analyze, validate_ir
 from i2r.audio import find_audio_files, load_audio, to_mono
 from i2r.errors import UserError
 from i2r.files import atomic_write_text
 
 FORMATS = ("table", "csv", "json")
-BAND_KEYS = ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s")
 CSV_COLUMNS = ("file", "fs", "channels", "band", *BAND_KEYS, "drr_db", "warnings")
 BROADBAND = "broadband"
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -44,7 +44,8 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS
 
 @dataclass(frozen=True)
 class AnalyzeConfig:
-    """How ``i2r analyze`` runs; written next to the results (JSON ``config`` key of each file).
+    """How ``i2r analyze`` runs. The measurement settings it implies (:meth:`analysis`) are saved
+    with every result (the ``config`` key of each JSON object).
 
     ``bands``: ``"octave"`` or ``"third"`` (IEC 61260-1 band edges, as far as ``fs`` allows).
     ``jobs``: worker processes for decoding and analysis (1 = in this process).
@@ -72,10 +73,8 @@ class AnalyzeConfig:
         if self.resume and (self.format != "csv" or not self.out):
             raise UserError("--resume needs --format csv and --out FILE (the CSV to continue)")
 
-    def analysis(self):
+    def analysis(self) -> AnalysisConfig:
         """The :class:`i2r.acoustics.AnalysisConfig` every file is measured with."""
-        from i2r.acoustics import AnalysisConfig
-
         return AnalysisConfig(bands=self.bands)
 
 
@@ -108,8 +107,6 @@ def decode_ir(path: str | os.PathLike) -> tuple[np.ndarray, int, str]:
     :func:`i2r.audio.to_mono`). Raises :class:`UserError` naming the file for input that cannot be
     an IR: missing, not audio, empty, NaN/inf, all zeros, or shorter than 10 ms.
     """
-    from i2r.acoustics import validate_ir
-
     audio = load_audio(path)
     mono, channels = to_mono(audio.samples)
     return validate_ir(mono, audio.fs, name=str(path)), audio.fs, channels
@@ -133,8 +130,6 @@ def analyze_chunk(paths: Sequence[str], config: AnalyzeConfig) -> list[FileResul
 
 
 def _analyze_group(members, fs: int, config: AnalyzeConfig) -> dict[str, FileResult]:
-    from i2r.acoustics import analyze
-
     analysis = config.analysis()
     params = analyze(np.stack([mono for _, mono, _ in members]), fs, config=analysis)
     out = {}
