@@ -245,6 +245,19 @@ def test_silent_band_is_nan_with_warning():
     assert any(w.startswith("2 kHz: silent band") for w in params.warnings)
 
 
+def test_a_band_holding_only_a_click_or_a_dc_step_gives_no_decay_times():
+    fs = 8000
+    click = np.zeros(fs)
+    click[800] = 1.0
+    dc = np.ones(fs)
+    params = analyze(np.stack([click, dc]), fs)
+    for key in ("t20_s", "t30_s", "edt_s"):
+        assert np.all(np.isnan(params[key])), key
+        assert np.all(np.isnan(params.broadband[key])), key
+    assert np.all(np.isnan(params.c50_db[1]))
+    assert any("the filter's own ringing" in w for w in params.warnings[0])
+
+
 def test_all_zero_item_in_a_batch_is_nan_and_the_rest_is_measured():
     fs = 8000
     irs = np.stack([white_decay(np.random.default_rng(1), fs, fs, 0.5), np.zeros(fs)])

@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from i2r.acoustics.bands import FilterBank, band_centres, band_edges, ringing_time
+from i2r.acoustics.bands import (FilterBank, band_centres, band_edges, highpass_ringing_time,
+                                 ringing_time)
 from i2r.acoustics.decay import (EnergySums, LundebySettings, Truncation, cumulative_energy,
                                  decay_curve_db, level_crossings, lundeby, onset_index,
                                  remaining_energy)
@@ -312,51 +313,69 @@ def _apply_checks(result: _BandResult, broadband_energy: np.ndarray, config: Ana
                   ranges: dict, label: str, notes: list, ringing_s: float = 0.0) -> dict:
     """NaN out what cannot be measured honestly; append ``(flat_index, message)`` to ``notes``.
 
-    ``ringing_s``: the band filter's own decay time (0 for broadband)."""
-    out = {}
+    ``ringing_s``: the decay time of the band's own filter (:func:`ringing_time`)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         relative_db = 10.0 * np.log10(result.energy / broadband_energy)
     silent = ~(result.energy > 0) | (relative_db < config.silent_band_db) | ~(broadband_energy > 0)
-    for i in np.flatnonzero(silent):
-        if broadband_energy[i] > 0:
-            notes.append((i, f"{label}: silent band (energy {relative_db[i]:.1f} dB re broadband, "
-                             f"threshold {config.silent_band_db:.0f} dB); all its values are NaN"))
+    for i in np.flatnonzero(silent & (broadband_energy > 0)):
+        notes.append((i, f"{label}: silent band (energy {relative_db[i]:.1f} dB re broadband, "
+                         f"threshold {config.silent_band_db:.0f} dB); all its values are NaN"))
+    out = {key: _checked_decay_time(result, key, end_db, silent, config, label, notes, ringing_s)
+           for key, (_, end_db) in ranges.items()}
+    out.update(_checked_energy_parameters(result, silent, config, label, notes))
+    return out
+
+
+def _checked_decay_time(result: _BandResult, key: str, end_db: float, silent: np.ndarray,
+                        config: AnalysisConfig, label: str, notes: list, ringing_s: float) -> np.ndarray:
+    """One decay time with ISO 3382-1's dynamic-range rule and the filter-ringing limit."""
+    name, inr, value = _LABELS.get(key, key), result.inr_db, result.values[key]
+    needed = -end_db + config.range_margin_db
+    low = ~silent & ~(inr >= needed)
+    short = ~silent & ~low & ~(result.values[key + ":reached"]
+                               & (result.reached_db <= end_db - config.range_margin_db))
+    ratio = config.min_ringing_ratio_edt if key == "edt_s" else config.min_ringing_ratio
+    shortest = ratio * ringing_s
+    too_fast = ~silent & ~low & ~short & (value < shortest)
+    no_fit = ~silent & ~low & ~short & ~too_fast & ~np.isfinite(value)
+    rule = f"(ISO 3382-1: the evaluation range must end {config.range_margin_db:.0f} dB above the noise)"
+    for i in np.flatnonzero(low):
+        notes.append((i, f"{label}: {name} is NaN: peak-to-noise ratio {inr[i]:.1f} dB < {needed:.0f} dB "
+                         f"needed {rule}"))
+    for i in np.flatnonzero(short):
+        notes.append((i, f"{label}: {name} is NaN: the decay curve meets the noise at {result.reached_db[i]:.1f} "
+                         f"dB, above the {end_db - config.range_margin_db:.0f} dB needed {rule}"))
+    for i in np.flatnonzero(too_fast):
+        notes.append((i, f"{label}: {name} is NaN: {value[i]:.3f} s is shorter than {shortest:.3f} s, "
+                         f"{ratio:g}x the filter's own ringing"))
+    for i in np.flatnonzero(no_fit):
+        notes.append((i, f"{label}: {name} is NaN: fewer than two decay-curve points (1 ms apart) in "
+                         f"the evaluation range, or no decay there"))
+    return np.where(silent | low | short | too_fast, np.nan, value)
+
+
+def _checked_energy_parameters(result: _BandResult, silent: np.ndarray, config: AnalysisConfig,
+                               label: str, notes: list) -> dict:
+    """C50, C80, D50, Ts: NaN where the peak-to-noise ratio is too low, where the late energy
+    after the 50/80 ms boundary would be all modelled (the decay meets the noise before it), or
+    where the IR ends too soon."""
     inr = result.inr_db
-    for key, (_, end_db) in ranges.items():
-        needed = -end_db + config.range_margin_db
-        value = result.values[key]
-        low = ~silent & ~(inr >= needed)
-        short = ~silent & ~low & ~(result.values[key + ":reached"]
-                                   & (result.reached_db <= end_db - config.range_margin_db))
-        ratio = config.min_ringing_ratio_edt if key == "edt_s" else config.min_ringing_ratio
-        shortest = ratio * ringing_s
-        too_fast = ~silent & ~low & ~short & (value < shortest)
-        for i in np.flatnonzero(too_fast):
-            notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: {value[i]:.3f} s is shorter than "
-                             f"{shortest:.3f} s, {ratio:g}x the band filter's own ringing"))
-        bad_fit = ~silent & ~low & ~short & ~too_fast & ~np.isfinite(value)
-        for i in np.flatnonzero(low):
-            notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: peak-to-noise ratio "
-                             f"{inr[i]:.1f} dB < {needed:.0f} dB needed (ISO 3382-1: the evaluation "
-                             f"range must end {config.range_margin_db:.0f} dB above the noise)"))
-        for i in np.flatnonzero(short):
-            notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: the decay curve meets the noise at "
-                             f"{result.reached_db[i]:.1f} dB, above the {end_db - config.range_margin_db:.0f} dB "
-                             f"needed (ISO 3382-1: the evaluation range must end "
-                             f"{config.range_margin_db:.0f} dB above the noise)"))
-        for i in np.flatnonzero(bad_fit):
-            notes.append((i, f"{label}: {_LABELS.get(key, key)} is NaN: no decay in the evaluation range"))
-        out[key] = np.where(silent | low | short | too_fast, np.nan, value)
     weak = ~silent & ~(inr >= config.min_inr_energy_db)
     for i in np.flatnonzero(weak):
         notes.append((i, f"{label}: C50, C80, D50 and Ts are NaN: peak-to-noise ratio {inr[i]:.1f} dB "
                          f"< {config.min_inr_energy_db:.0f} dB, too little to separate decay from noise"))
-    for key in ("c50_db", "c80_db", "d50", "ts_s"):
+    out = {}
+    for key, boundary_s in (("c50_db", 0.050), ("c80_db", 0.080), ("d50", 0.050), ("ts_s", 0.0)):
         value = result.values[key]
-        undefined = ~silent & ~weak & ~np.isfinite(value)
+        modelled = ~silent & ~weak & (result.crosspoint_s <= boundary_s)
+        undefined = ~silent & ~weak & ~modelled & ~np.isfinite(value)
+        for i in np.flatnonzero(modelled):
+            notes.append((i, f"{label}: {_LABELS[key]} is NaN: the decay meets the noise "
+                             f"{1e3 * result.crosspoint_s[i]:.0f} ms after the onset, before "
+                             f"{1e3 * boundary_s:.0f} ms: its late energy would be modelled, not measured"))
         for i in np.flatnonzero(undefined):
             notes.append((i, f"{label}: {_LABELS[key]} is NaN: the impulse response is too short after its onset"))
-        out[key] = np.where(silent | weak | undefined, np.nan, value)
+        out[key] = np.where(silent | weak | modelled | undefined, np.nan, value)
     return out
 
 
@@ -398,7 +417,8 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
         result = _measure_band(bank.band(k), fs, config, ranges, noise_handling)
         values = _apply_checks(result, total, config, ranges, _band_label(hz), notes, ringing[k])
         bands.append((values, result))
-    broadband = _apply_checks(broadband_result, total, config, ranges, "broadband", notes)
+    broadband_ringing = highpass_ringing_time(lower[0], config.filter_order) if len(lower) else 0.0
+    broadband = _apply_checks(broadband_result, total, config, ranges, "broadband", notes, broadband_ringing)
     drr = np.where(total > 0, broadband_result.values["drr_db"], np.nan)
     return centres, bands, (broadband, broadband_result), drr, notes
 
