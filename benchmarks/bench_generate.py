@@ -5,8 +5,8 @@ each precision (fp32, bf16 autocast) and intra-op thread count, one real photo g
 image loading, Monodepth2, the encoder, the generator, Griffin-Lim and the wav write; the median
 of ``--repeats`` runs is reported per stage, with the end-to-end ratio to the 0.5 s target.
 Then: throughput at ``--batch``, the bf16-vs-fp32 difference (spectrogram dB and octave-band T30
-of the resulting IRs, same seed), and Griffin-Lim's T30 accuracy against its iteration count on
-the real IRs of ../shared/data. Weights are random (speed does not depend on them); on a GPU
+of the resulting IRs, same seed), Griffin-Lim's T30 accuracy against its iteration count on
+the real IRs of ../shared/data, and the time of one training step of the small preset. Weights are random (speed does not depend on them); on a GPU
 (when present) the same table is repeated there.
 
     .venv/bin/python benchmarks/bench_generate.py            # both presets, ~3-6 min on 2 loaded cores
@@ -28,7 +28,7 @@ import torch
 from i2r.acoustics import analyze
 from i2r.audio import SAMPLE_RATE, SpectrogramNorm, ir_to_logspec, load_ir, logspec_to_ir, save_wav
 from i2r.inference import STAGES, Image2ReverbPipeline, load_image
-from i2r.models import Image2Reverb, ModelConfig
+from i2r.models import Image2Reverb, ModelConfig, discriminator_loss, generator_loss, spectrogram_t60p
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 PHOTO = DATA / "images" / "interior_clinic_waiting_room.jpg"
@@ -97,10 +97,19 @@ def throughput(rows, batch: int, repeats: int, gl_iters: int, out: Path) -> None
 
 
 def bf16_quality(presets, device: str, gl_iters: int) -> None:
-    """Same weights, seed and photos in fp32 and bf16: spectrogram and octave-band T30 differences."""
+    """How much bf16 changes the output, and whether that matters for T30.
+
+    Same weights, seed and photos in fp32 and bf16 give the bf16 error of the spectrogram
+    (dB). Random weights make no measurable IRs, so the T30 effect is measured by adding each
+    photo's error field (bf16 - fp32, raw log|X|) to the spectrograms of the real IRs of
+    ../shared/data and comparing octave-band T30 of the two inversions (same Griffin-Lim seed).
+    """
     photos = sorted((DATA / "images").glob("*.jpg"))
-    print(f"\n## bf16 vs fp32 ({len(photos)} photos, random weights, same seed)\n")
-    print("| preset | max |dlog-spec| dB | median |dlog-spec| dB | median |dT30| % | 90th pct |dT30| % | bands measured |")
+    irs = np.stack([load_ir(f) for f in sorted((DATA / "irs").glob("*.wav"))])
+    print(f"\n## bf16 vs fp32 ({len(photos)} photos, random weights, same seed; T30 on {len(irs)} real IRs "
+          f"+ the bf16 error field)\n")
+    print("| preset | max abs dlog-spec dB | median abs dlog-spec dB | median abs dT30 % | 90th pct abs dT30 % "
+          "| bands measured |")
     print("|---|---|---|---|---|---|")
     for preset in presets:
         results = {}
@@ -108,12 +117,54 @@ def bf16_quality(presets, device: str, gl_iters: int) -> None:
             pipeline = build_pipeline(preset, precision, device, gl_iters)
             size = pipeline.config.image_size
             results[precision] = pipeline.generate(torch.stack([load_image(p, size) for p in photos]), seed=0)
-        diff_db = np.abs(results["bf16"].logspecs - results["fp32"].logspecs) * 20 / np.log(10)
-        t30 = {k: np.asarray(analyze(r.irs.astype(np.float64), SAMPLE_RATE).t30_s, dtype=float) for k, r in results.items()}
-        rel = np.abs(t30["bf16"] / t30["fp32"] - 1) * 100
-        ok = np.isfinite(rel)
-        print(f"| {preset} | {diff_db.max():.2f} | {np.median(diff_db):.3f} | {np.median(rel[ok]):.2f} | "
-              f"{np.percentile(rel[ok], 90):.2f} | {ok.sum()}/{rel.size} |")
+        error = results["bf16"].logspecs - results["fp32"].logspecs
+        diff_db = np.abs(error) * 20 / np.log(10)
+        clean = ir_to_logspec(irs, resolution=error.shape[-1])
+        perturbed = clean + torch.from_numpy(error[np.arange(len(irs)) % len(error)])
+        t30 = [np.asarray(analyze(logspec_to_ir(spec, n_iter=gl_iters).numpy().astype(np.float64), SAMPLE_RATE).t30_s,
+                          dtype=float) for spec in (clean, perturbed)]
+        rel = np.abs(t30[1] / t30[0] - 1) * 100
+        rel = rel[np.isfinite(rel)]
+        print(f"| {preset} | {diff_db.max():.2f} | {np.median(diff_db):.3f} | {np.median(rel):.2f} | "
+              f"{np.percentile(rel, 90):.2f} | {rel.size}/{np.size(t30[0])} |")
+
+
+def training_step(preset: str, batch: int, repeats: int) -> None:
+    """Seconds of one training step (D step + G/encoder step with all loss terms, three Adams)."""
+    torch.manual_seed(0)
+    config = ModelConfig.preset(preset)
+    model = Image2Reverb(config).train()
+    encoder_params = [*model.encoder.parameters(), *model.depth.parameters()]
+    optimizers = [torch.optim.Adam(params, lr=1e-4, betas=(0.0, 0.99))
+                  for params in (model.generator.parameters(), model.discriminator.parameters(), encoder_params)]
+    images = torch.rand(batch, 3, config.image_size, config.image_size)
+    real = torch.rand(batch, 1, config.resolution, config.resolution) * 1.6 - 0.8
+
+    def step():
+        features, _ = model.encode(images)
+        fake = model.generate(features)
+        d_terms = discriminator_loss(model.discriminate(real, features.detach()),
+                                     model.discriminate(fake.detach(), features.detach()))
+        optimizers[1].zero_grad()
+        d_terms["total"].backward()
+        optimizers[1].step()
+        g_terms = generator_loss(model.discriminate(fake, features), fake, real,
+                                 spectrogram_t60p(fake, NORM), spectrogram_t60p(real, NORM))
+        for optimizer in (optimizers[0], optimizers[2]):
+            optimizer.zero_grad()
+        g_terms["total"].backward()
+        for optimizer in (optimizers[0], optimizers[2]):
+            optimizer.step()
+
+    step()
+    runs = []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        step()
+        runs.append((time.perf_counter() - start, time.process_time() - start_cpu))
+    wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+    print(f"\n## one training step, preset {preset}, batch {batch}, fp32, threads {torch.get_num_threads()}: "
+          f"{wall:.2f} s wall, {cpu:.2f} s CPU (median of {repeats}); 1000 steps = {1000 * cpu / 60:.0f} CPU-minutes")
 
 
 def griffin_lim_sweep(iterations) -> None:
@@ -156,6 +207,7 @@ def main() -> None:
         torch.set_num_threads(min(args.threads))
         bf16_quality(args.presets, "cpu", args.gl_iters)
         griffin_lim_sweep([0, 4, 8, 16, 32])
+        training_step("small", args.batch, args.repeats)
     print(f"\nload average at the end: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
 
 
