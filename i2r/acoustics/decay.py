@@ -227,39 +227,66 @@ def lundeby(cs, onset: np.ndarray, fs: float,
     :func:`analyze` reports them through their peak-to-noise ratio.
     """
     sums = _as_sums(cs)
-    batch, n = len(onset), sums.n
-    hop = max(1, int(round(settings.hop_s * fs)))
-    offsets = np.arange(hop / 2.0, n, hop)
-    times = offsets / fs
-    centres = onset[:, None] + offsets[None, :]
-    tail_start = n - max(1, int(round(settings.noise_tail_fraction * n)))
-    noise = (sums.total - sums.before(np.full(batch, tail_start))) / (n - tail_start)
-
-    levels = _window_levels(sums, centres, np.full(batch, settings.initial_window_s * fs))
+    frames = _Frames(sums, onset, fs, settings)
+    levels = frames.levels(np.full(len(onset), settings.initial_window_s * fs))
     peak_frame = np.argmax(np.where(np.isnan(levels), -np.inf, levels), axis=-1)
     peak_db = np.take_along_axis(levels, peak_frame[:, None], axis=-1)[:, 0]
-    noise_db = 10.0 * np.log10(np.maximum(noise, 10.0 ** (peak_db / 10.0) * 1e-30))
-
+    noise = frames.noise_from(np.full(len(onset), frames.tail_start))
+    noise_db = _level_db(noise, peak_db)
     stop = _first_below(levels, noise_db + settings.noise_margin_db, peak_frame)
-    intercept, slope = range_line_fit(times, levels, peak_frame, stop)
+    intercept, slope = range_line_fit(frames.times, levels, peak_frame, stop)
     for _ in range(settings.iterations):
-        decaying = np.isfinite(slope) & (slope < 0)
-        safe_slope = np.where(decaying, slope, -1.0)
-        crosspoint_s = (noise_db - intercept) / safe_slope
-        window = np.clip(10.0 / -safe_slope / settings.intervals_per_10db * fs, hop, n / 10.0)
-        levels = _window_levels(sums, centres, window)
-        start = onset + np.round((crosspoint_s + settings.noise_margin_db / -safe_slope) * fs)
-        start = np.clip(np.nan_to_num(start, nan=tail_start), 0, tail_start).astype(np.intp)
-        start = np.where(decaying, start, tail_start)
-        noise = (sums.total - sums.before(start)) / (n - start)
-        noise_db = 10.0 * np.log10(np.maximum(noise, 10.0 ** (peak_db / 10.0) * 1e-30))
-        top = _first_below(levels, noise_db + settings.late_floor_db + settings.late_range_db, peak_frame)
-        bottom = _first_below(levels, noise_db + settings.late_floor_db, peak_frame)
-        new_intercept, new_slope = range_line_fit(times, levels, top, bottom)
-        refit = np.isfinite(new_slope) & (new_slope < 0)
-        intercept = np.where(refit, new_intercept, intercept)
-        slope = np.where(refit, new_slope, slope)
+        intercept, slope, noise, noise_db = _refine(frames, intercept, slope, noise_db, peak_frame, peak_db)
+    return _truncation(sums.n, onset, fs, intercept, slope, noise, noise_db, peak_db)
 
+
+class _Frames:
+    """Lundeby's smoothing frames: every ``hop_s`` from each item's onset."""
+
+    def __init__(self, sums: EnergySums, onset: np.ndarray, fs: float, settings: LundebySettings):
+        self.sums, self.onset, self.fs, self.settings = sums, onset, fs, settings
+        self.hop = max(1, int(round(settings.hop_s * fs)))
+        offsets = np.arange(self.hop / 2.0, sums.n, self.hop)
+        self.times = offsets / fs
+        self.centres = onset[:, None] + offsets[None, :]
+        self.tail_start = sums.n - max(1, int(round(settings.noise_tail_fraction * sums.n)))
+
+    def levels(self, window: np.ndarray) -> np.ndarray:
+        return _window_levels(self.sums, self.centres, window)
+
+    def noise_from(self, start: np.ndarray) -> np.ndarray:
+        """Mean energy per sample from ``start`` to the end."""
+        return (self.sums.total - self.sums.before(start)) / (self.sums.n - start)
+
+
+def _level_db(energy: np.ndarray, peak_db: np.ndarray) -> np.ndarray:
+    """dB of a noise energy, floored 300 dB below the peak (an exactly silent tail)."""
+    return 10.0 * np.log10(np.maximum(energy, 10.0 ** (peak_db / 10.0) * 1e-30))
+
+
+def _refine(frames: _Frames, intercept, slope, noise_db, peak_frame, peak_db):
+    """One Lundeby iteration: re-smooth, re-estimate the noise past the crosspoint, re-fit the
+    late decay. Items without a usable new fit keep their previous line."""
+    settings, fs = frames.settings, frames.fs
+    decaying = np.isfinite(slope) & (slope < 0)
+    safe_slope = np.where(decaying, slope, -1.0)
+    crosspoint_s = (noise_db - intercept) / safe_slope
+    window = np.clip(10.0 / -safe_slope / settings.intervals_per_10db * fs, frames.hop, frames.sums.n / 10.0)
+    levels = frames.levels(window)
+    start = frames.onset + np.round((crosspoint_s + settings.noise_margin_db / -safe_slope) * fs)
+    start = np.clip(np.nan_to_num(start, nan=frames.tail_start), 0, frames.tail_start).astype(np.intp)
+    noise = frames.noise_from(np.where(decaying, start, frames.tail_start))
+    noise_db = _level_db(noise, peak_db)
+    top = _first_below(levels, noise_db + settings.late_floor_db + settings.late_range_db, peak_frame)
+    bottom = _first_below(levels, noise_db + settings.late_floor_db, peak_frame)
+    new_intercept, new_slope = range_line_fit(frames.times, levels, top, bottom)
+    refit = np.isfinite(new_slope) & (new_slope < 0)
+    return np.where(refit, new_intercept, intercept), np.where(refit, new_slope, slope), noise, noise_db
+
+
+def _truncation(n, onset, fs, intercept, slope, noise, noise_db, peak_db) -> Truncation:
+    """Crosspoint (where the late decay line meets the noise) and the compensation term: the
+    energy the line predicts after it, ``noise * tau`` (the line is at the noise level there)."""
     decaying = np.isfinite(slope) & (slope < 0)
     safe_slope = np.where(decaying, slope, -1.0)
     crosspoint_s = (noise_db - intercept) / safe_slope

@@ -397,10 +397,26 @@ def _band_label(hz: float) -> str:
     return f"{hz:g} Hz" if hz < 1000 else f"{hz / 1000:g} kHz"
 
 
+@dataclass
+class _Chunk:
+    """Everything measured on a chunk of IRs: per band the checked values and the raw result,
+    the same for broadband, and the ``(index in chunk, message)`` warnings."""
+
+    centres: np.ndarray
+    bands: list
+    broadband: dict
+    broadband_result: _BandResult
+    notes: list
+
+    def per_band(self, pick) -> np.ndarray:
+        """``pick(values, result) -> (batch,)`` for each band, stacked to ``(batch, n_bands)``."""
+        batch = len(self.broadband_result.energy)
+        return np.stack([pick(v, r) for v, r in self.bands], axis=-1) if self.bands else np.zeros((batch, 0))
+
+
 def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
-                 noise_handling: bool = True):
-    """Filter a ``(batch, n)`` chunk and measure every band; returns per-band dicts, broadband
-    dict, DRR, and the notes (warnings)."""
+                 noise_handling: bool = True) -> _Chunk:
+    """Filter a ``(batch, n)`` chunk and measure and check every band and broadband."""
     centres = band_centres(config.bands, fs, config.lowest_band_hz)
     lower, upper = band_edges(config.bands, centres)
     ringing = ringing_time(lower, upper, config.filter_order)
@@ -409,18 +425,15 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
     broadband_result = _measure_band(broadband_signal, fs, config, ranges, noise_handling,
                                      config.direct_window_s)
     total = broadband_result.energy
-    notes: list = []
-    for i in np.flatnonzero(~(total > 0)):
-        notes.append((i, "the impulse response is all zeros; every value is NaN"))
+    notes = [(i, "the impulse response is all zeros; every value is NaN") for i in np.flatnonzero(~(total > 0))]
     bands = []
     for k, hz in enumerate(centres):
         result = _measure_band(bank.band(k), fs, config, ranges, noise_handling)
-        values = _apply_checks(result, total, config, ranges, _band_label(hz), notes, ringing[k])
-        bands.append((values, result))
+        bands.append((_apply_checks(result, total, config, ranges, _band_label(hz), notes, ringing[k]), result))
     broadband_ringing = highpass_ringing_time(lower[0], config.filter_order) if len(lower) else 0.0
     broadband = _apply_checks(broadband_result, total, config, ranges, "broadband", notes, broadband_ringing)
-    drr = np.where(total > 0, broadband_result.values["drr_db"], np.nan)
-    return centres, bands, (broadband, broadband_result), drr, notes
+    broadband["drr_db"] = np.where(total > 0, broadband_result.values["drr_db"], np.nan)
+    return _Chunk(centres, bands, broadband, broadband_result, notes)
 
 
 def analyze(ir, fs: float, bands: str = "octave", config: AnalysisConfig | None = None) -> AcousticParameters:
@@ -452,30 +465,26 @@ def analyze(ir, fs: float, bands: str = "octave", config: AnalysisConfig | None 
     return _assemble(chunks, fs, config, batch_shape)
 
 
-def _assemble(chunks, fs, config, batch_shape) -> AcousticParameters:
-    centres = chunks[0][0]
-    offsets = np.cumsum([0] + [len(c[3]) for c in chunks])
-    notes = [(int(i + offsets[c]), msg) for c, chunk in enumerate(chunks) for i, msg in chunk[4]]
+def _assemble(chunks: list[_Chunk], fs, config, batch_shape) -> AcousticParameters:
+    """Concatenate the chunks and give everything the batch shape."""
+    n_bands = len(chunks[0].centres)
+    offsets = np.cumsum([0] + [len(chunk.broadband_result.energy) for chunk in chunks])
+    notes = sorted((int(i + offset), message) for chunk, offset in zip(chunks, offsets)
+                   for i, message in chunk.notes)
 
-    def per_band(key, source=lambda values, result, key: values[key]):
-        stacked = np.concatenate([np.stack([source(v, r, key) for v, r in chunk[1]], axis=-1)
-                                  if chunk[1] else np.zeros((len(chunk[3]), 0)) for chunk in chunks])
-        return stacked.reshape(batch_shape + (len(centres),))
+    def per_band(pick) -> np.ndarray:
+        return np.concatenate([chunk.per_band(pick) for chunk in chunks]).reshape(batch_shape + (n_bands,))
 
-    def whole(values) -> np.ndarray:
-        return np.concatenate(values).reshape(batch_shape)
-
-    broadband = {key: whole([chunk[2][0][key] for chunk in chunks]) for key in BAND_KEYS}
-    broadband["drr_db"] = whole([chunk[3] for chunk in chunks])
+    broadband = {key: np.concatenate([chunk.broadband[key] for chunk in chunks]).reshape(batch_shape)
+                 for key in (*BAND_KEYS, "drr_db")}
     return AcousticParameters(
-        fs=fs, bands_hz=centres,
-        **{key: per_band(key) for key in BAND_KEYS},
+        fs=fs, bands_hz=chunks[0].centres,
+        **{key: per_band(lambda values, result, key=key: values[key]) for key in BAND_KEYS},
         drr_db=broadband["drr_db"], broadband=broadband,
-        inr_db=per_band("inr_db", lambda v, r, k: r.inr_db),
-        noise_floor_db=per_band("noise_floor_db", lambda v, r, k: r.noise_floor_db),
-        crosspoint_s=per_band("crosspoint_s", lambda v, r, k: r.crosspoint_s),
-        warnings=_nested_warnings(sorted(notes, key=lambda note: note[0]), batch_shape),
-        config=config)
+        inr_db=per_band(lambda values, result: result.inr_db),
+        noise_floor_db=per_band(lambda values, result: result.noise_floor_db),
+        crosspoint_s=per_band(lambda values, result: result.crosspoint_s),
+        warnings=_nested_warnings(notes, batch_shape), config=config)
 
 
 def decay_time(ir, fs: float, bands: str = "octave", start_db: float = -5.0, end_db: float = -35.0,
@@ -500,13 +509,14 @@ def decay_time(ir, fs: float, bands: str = "octave", start_db: float = -5.0, end
     batch_shape = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
     ranges = {"decay_s": (float(start_db), float(end_db))}
-    per_band, broadband = [], []
-    for i in range(0, len(flat), config.chunk_size):
-        centres, bands_out, (bb_values, bb_result), _, _ = _measure_all(
-            flat[i:i + config.chunk_size], fs, config, ranges, noise_handling)
-        pick = (lambda values, result: values["decay_s"]) if check_range else \
-            (lambda values, result: result.values["decay_s"])
-        per_band.append(np.stack([pick(v, r) for v, r in bands_out], axis=-1))
-        broadband.append(pick(bb_values, bb_result))
+    chunks = [_measure_all(flat[i:i + config.chunk_size], fs, config, ranges, noise_handling)
+              for i in range(0, len(flat), config.chunk_size)]
+    if check_range:
+        per_band = [chunk.per_band(lambda values, result: values["decay_s"]) for chunk in chunks]
+        broadband = [chunk.broadband["decay_s"] for chunk in chunks]
+    else:
+        per_band = [chunk.per_band(lambda values, result: result.values["decay_s"]) for chunk in chunks]
+        broadband = [chunk.broadband_result.values["decay_s"] for chunk in chunks]
+    centres = chunks[0].centres
     return (centres, np.concatenate(per_band).reshape(batch_shape + (len(centres),)),
             np.concatenate(broadband).reshape(batch_shape))
