@@ -200,19 +200,20 @@ def _stft(x):
     An IR is silent before its start and after 5.94 s, so the ends are padded with zeros;
     reflect padding would mirror the direct sound of an IR that starts at sample 0 into a
     pre-echo, and Griffin-Lim then stalls (measured: spectral convergence 0.32 vs 0.16 on a
-    living-room IR whose peak is at sample 6). The same numbers as
-    ``torch.stft(..., center=True, pad_mode="constant")`` (tested), built from ``unfold`` and
-    ``rfft`` because that is ~10x faster on CPU and Griffin-Lim calls it every iteration.
+    living-room IR whose peak is at sample 6).
     """
     import torch
 
-    padded = torch.nn.functional.pad(x.unsqueeze(1), (N_FFT // 2, N_FFT // 2), mode="constant").squeeze(1)
-    frames = padded.unfold(-1, N_FFT, HOP) * _hann(x.device, x.dtype)
-    return torch.fft.rfft(frames, dim=-1).transpose(-1, -2)
+    window = _hann(x.device, x.dtype)
+    return torch.stft(x, N_FFT, HOP, window=window, center=True, pad_mode="constant", return_complex=True)
 
 
 def _istft(spec):
-    """``(B, 513, 512)`` complex -> ``(B, 130977)`` real: the least-squares inverse of :func:`_stft`."""
+    """``(B, 513, 512)`` complex -> ``(B, 130977)`` real: the least-squares inverse of :func:`_stft`.
+
+    Same numbers as ``torch.istft`` (tested), written out because Griffin-Lim calls it every
+    iteration and this is 2-10x faster on CPU (irfft + four strided additions).
+    """
     import torch
 
     dtype = spec.real.dtype
