@@ -311,6 +311,17 @@ def test_batch_shape_mapping_and_json_contract():
     assert single.warnings == params.warnings[1][2]
 
 
+def test_chunking_changes_nothing():
+    fs = 8000
+    rng = np.random.default_rng(13)
+    irs = np.stack([white_decay(rng, fs, fs, t60, delay=80) for t60 in (0.2, 0.5, 0.9, 1.3, 0.05)])
+    whole = analyze(irs, fs)
+    chunked = analyze(irs, fs, config=AnalysisConfig(chunk_samples=2 * fs))
+    for key in ("t30_s", "edt_s", "c80_db", "ts_s", "drr_db"):
+        np.testing.assert_array_equal(chunked[key], whole[key], err_msg=key)
+    assert chunked.warnings == whole.warnings and any(whole.warnings)
+
+
 def test_config_is_a_saveable_dataclass():
     config = AnalysisConfig(bands="third", filter_order=4)
     saved = json.loads(json.dumps(config.to_dict()))

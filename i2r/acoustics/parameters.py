@@ -62,7 +62,9 @@ class AnalysisConfig:
     - ``silent_band_db``: a band whose energy is this far below the broadband energy is silent.
     - ``direct_window_s``: DRR's direct sound is the energy within +-2.5 ms of the broadband peak
       (the IoSR toolbox ``irStats`` convention); the rest after that window is reverberant.
-    - ``chunk_size``: IRs filtered at a time (bounds memory; each chunk is fully vectorised).
+    - ``chunk_samples``: samples filtered at a time, ``chunk_samples // n_samples`` IRs (at least
+      one) per chunk: bounds memory (each float32 working array ~ 4 bytes x this) whatever the
+      IR length; each chunk is fully vectorised.
     """
 
     bands: str = "octave"
@@ -76,7 +78,7 @@ class AnalysisConfig:
     min_ringing_ratio_edt: float = 4.0
     silent_band_db: float = -60.0
     direct_window_s: float = 0.0025
-    chunk_size: int = 64
+    chunk_samples: int = 2**23
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -460,9 +462,13 @@ def analyze(ir, fs: float, bands: str = "octave", config: AnalysisConfig | None 
     x = validate_ir(ir, fs, allow_silent=True)
     batch_shape = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
-    chunks = [_measure_all(flat[i:i + config.chunk_size], fs, config, DECAY_RANGES)
-              for i in range(0, len(flat), config.chunk_size)]
+    chunks = [_measure_all(part, fs, config, DECAY_RANGES) for part in _chunks(flat, config)]
     return _assemble(chunks, fs, config, batch_shape)
+
+
+def _chunks(flat: np.ndarray, config: AnalysisConfig) -> list[np.ndarray]:
+    size = max(1, config.chunk_samples // flat.shape[-1])
+    return [flat[i:i + size] for i in range(0, len(flat), size)]
 
 
 def _assemble(chunks: list[_Chunk], fs, config, batch_shape) -> AcousticParameters:
@@ -509,8 +515,7 @@ def decay_time(ir, fs: float, bands: str = "octave", start_db: float = -5.0, end
     batch_shape = x.shape[:-1]
     flat = x.reshape(-1, x.shape[-1])
     ranges = {"decay_s": (float(start_db), float(end_db))}
-    chunks = [_measure_all(flat[i:i + config.chunk_size], fs, config, ranges, noise_handling)
-              for i in range(0, len(flat), config.chunk_size)]
+    chunks = [_measure_all(part, fs, config, ranges, noise_handling) for part in _chunks(flat, config)]
     if check_range:
         per_band = [chunk.per_band(lambda values, result: values["decay_s"]) for chunk in chunks]
         broadband = [chunk.broadband["decay_s"] for chunk in chunks]
