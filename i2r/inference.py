@@ -52,7 +52,11 @@ def default_precision(device: torch.device) -> str:
     """``"bf16"`` where it is native (CUDA with bf16, CPUs with AVX-512 BF16 / AMX), else ``"fp32"``."""
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    return "bf16" if torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported() else "fp32"
+    try:
+        native = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    except (AttributeError, RuntimeError):  # a torch build without the query
+        native = False
+    return "bf16" if native else "fp32"
 
 
 def load_image(source, size: int) -> torch.Tensor:
@@ -223,7 +227,8 @@ def generate_files(config: GenerateConfig, progress: bool = False) -> GenerateSu
     """Run the pipeline over ``config.images`` in batches and write, per image ``<stem>``:
     ``<stem>.wav`` (mono float32, 22,050 Hz, 5.94 s, peak 1), ``<stem>_spectrogram.png``,
     ``<stem>_depth.png`` (unless depth mode "none"), per ``--apply`` file
-    ``<stem>_<drystem>_wet.wav``, and ``generate.json`` (the config and what was written).
+    ``<stem>_<drystem>_wet.wav``, and ``generate.json`` (the config and what was written). A stem
+    met twice (same name in two folders) gets ``_2``, ``_3``... rather than overwriting.
     Unreadable images are skipped and counted; a bad checkpoint, depth mode or dry file is a
     :class:`UserError` before any work. ``progress`` shows a tqdm bar on stderr.
     """
@@ -249,12 +254,22 @@ def generate_files(config: GenerateConfig, progress: bool = False) -> GenerateSu
             for key, value in result.seconds.items():
                 summary.seconds[key] = summary.seconds.get(key, 0.0) + value
             for i, path in enumerate(paths):
-                summary.written.append(_write_outputs(out, path.stem, result, i, dry))
+                summary.written.append(_write_outputs(out, _unique_stem(path, summary.written), result, i, dry))
         bar.update(min(config.batch_size, len(images) - start))
     bar.close()
     record = {"config": _config_record(config), "written": summary.written, "skipped": summary.skipped}
     atomic_write_text(out / "generate.json", json.dumps(record, indent=2) + "\n")
     return summary
+
+
+def _unique_stem(path: Path, written: list) -> str:
+    """The image's stem, suffixed ``_2``, ``_3``... when an earlier image had the same stem."""
+    taken = {Path(w).stem for w in written}
+    stem, n = path.stem, 1
+    while stem in taken:
+        n += 1
+        stem = f"{path.stem}_{n}"
+    return stem
 
 
 def _load_batch(paths, size: int, summary: GenerateSummary) -> list:

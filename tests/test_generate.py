@@ -71,6 +71,7 @@ def test_generate_writes_wav_pngs_and_wet_signal(tmp_path, checkpoint, images, c
         assert fs == SAMPLE_RATE and len(wet) == 2205 + IR_SAMPLES - 1
         assert np.max(np.abs(wet)) <= 0.5 + 1e-6
     record = json.loads((out / "generate.json").read_text())
+    assert sorted(Path(p).name for p in record["written"]) == ["hall.wav", "room.wav"]
     assert [Path(p).name for p, _ in record["skipped"]] == ["broken.jpg"]
     assert record["config"]["seed"] == 0
 
@@ -82,6 +83,9 @@ def test_generate_reports_bad_inputs_as_errors(tmp_path, checkpoint, images, cap
     assert capsys.readouterr().err.startswith("error: ")
     assert _generate(images, "--checkpoint", checkpoint, "--out", tmp_path / "o", "--depth", "far") == 2
     assert "depth mode 'far'" in capsys.readouterr().err
+    twice = tmp_path / "twice"
+    assert _generate(images / "room.jpg", images / "room.jpg", "--checkpoint", checkpoint, "--out", twice) == 0
+    assert (twice / "room.wav").is_file() and (twice / "room_2.wav").is_file()
     assert _generate(tmp_path / "none.jpg", "--checkpoint", checkpoint, "--out", tmp_path / "o") == 0
     assert "0 IRs written" in capsys.readouterr().out
     assert _generate(tmp_path / "o", "--checkpoint", checkpoint, "--out", tmp_path / "o") == 2
