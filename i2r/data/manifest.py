@@ -41,7 +41,6 @@ class PairRecord:
     scene: str
     depth_path: Path | None = None
     t60_s: float | None = None
-    where: str = ""  # e.g. "manifest.csv line 7", for messages
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -80,7 +79,6 @@ def _record(row: dict, root: Path, allow_outside: bool, where: str) -> PairRecor
         scene=row["scene"].strip(),
         depth_path=paths.get("depth"),
         t60_s=_t60(row["t60_s"].strip(), where) if "t60_s" in row else None,
-        where=where,
         extra=extra,
     )
 

@@ -45,6 +45,6 @@ def read_pix2pix(root: str | os.PathLike, split: str) -> list[PairRecord]:
             "audio files; pix2pix pairs them by sorted position, so the counts must match"
         )
     return [
-        PairRecord(image_path=image, ir_path=ir, split=split, scene=image.stem.split("_")[0], where=f"{image.name}+{ir.name}")
+        PairRecord(image_path=image, ir_path=ir, split=split, scene=image.stem.split("_")[0])
         for image, ir in zip(images, irs)
     ]
