@@ -76,6 +76,15 @@ def test_json_matches_the_library_on_the_w_channel(capsys):
     assert record["fs"] == fs == 96000
 
 
+def test_third_octave_bands(capsys):
+    code, out, err = run_cli(capsys, MONO, "--bands", "third", "--format", "json")
+    assert code == 0, err
+    record = json.loads(out)[0]
+    assert record["bands_hz"][:4] == [100, 125, 160, 200] and record["bands_hz"][-1] <= 16000
+    assert all(len(record[key]) == len(record["bands_hz"]) for key in BAND_KEYS)
+    assert record["config"]["bands"] == "third"
+
+
 def test_table_is_the_default_and_lists_warnings(capsys):
     code, out, _ = run_cli(capsys, MONO)
     assert code == 0
