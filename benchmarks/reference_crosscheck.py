@@ -191,6 +191,31 @@ def print_disagreements(rows: list[dict], key: str, limit_pct: float = 10.0) -> 
                   f"{tail_s:>7.2f} s ={100 * tail_s / row['duration_s']:3.0f}%")
 
 
+def print_verdict(t30: dict, c80: dict) -> None:
+    """What agrees and what does not, with the measured figures and the known reasons."""
+    def median_abs(d, bands):
+        cols = np.isin(OCTAVES_HZ, bands)
+        values = np.abs(d[:, cols])
+        return np.nanmedian(values[np.isfinite(values)])
+
+    low, mid = [125.0, 250.0], [500.0, 1000.0, 2000.0, 4000.0, 8000.0]
+    worst = np.nanmax(t30["toolbox"])
+    print("\n== verdict ==")
+    print(f"T30, pyrato (Lundeby): median |diff| {median_abs(t30['pyrato'], mid):.1f} % at 500 Hz-8 kHz, "
+          f"{median_abs(t30['pyrato'], low):.1f} % at 125-250 Hz -- same method (ISO onset, Lundeby "
+          "truncation + compensation); the rest is filters (pyfar: causal order-14 Butterworth; "
+          "i2r: zero-phase 6th-order Butterworth magnitude) and Lundeby's iteration details.")
+    print(f"T30, acoustic-toolbox: median |diff| {median_abs(t30['toolbox'], mid + low):.1f} %, but up to "
+          f"+{worst:.0f} % where a low band's decay meets the noise long before the file ends: it "
+          "integrates the noise (no truncation/compensation), which flattens the tail of the decay.")
+    print(f"C80, pyrato: median |diff| {median_abs(c80['pyrato'], mid):.1f} dB at 500 Hz-8 kHz, "
+          f"{median_abs(c80['pyrato'], low):.1f} dB at 125-250 Hz (causal filters delay low-band "
+          "energy past 80 ms).")
+    print(f"C80, acoustic-toolbox: {np.nanmedian(c80['toolbox']):+.1f} dB median: its 80 ms count from "
+          "the file start, not from the onset, and its causal filters delay the energy; narrow low "
+          "third-octave bands differ most (their group delay approaches 80 ms).")
+
+
 def check_tabulated(data_dir: Path, tmp: str) -> None:
     """python-acoustics' tabulated test values vs our acoustic-toolbox run and vs i2r."""
     table = data_dir / "reference" / "python_acoustics_room_test_values.csv"
@@ -248,8 +273,12 @@ def check_pyrato_reference(data_dir: Path) -> None:
     for name, lower in (("T20", -25.0), ("T30", -35.0)):
         theirs = _edc_reverberation_time(edc, PYRATO_FS, -5.0, lower)
         ours = float(np.asarray(params.broadband[f"{name.lower()}_s"]))
-        print(f"broadband {name} (-5..{lower:.0f} dB)  pyrato EDC {theirs:.4f} s   i2r {ours:.4f} s   "
-              f"diff {pct(ours, theirs):+.1f} %")
+        if np.isfinite(ours):
+            print(f"broadband {name} (-5..{lower:.0f} dB)  pyrato EDC {theirs:.4f} s   i2r {ours:.4f} s   "
+                  f"diff {pct(ours, theirs):+.1f} %")
+            continue
+        reason = next((w for w in params.warnings if w.startswith(f"broadband: {name}")), "no warning")
+        print(f"broadband {name} (-5..{lower:.0f} dB)  pyrato EDC {theirs:.4f} s   i2r null: {reason}")
 
 
 def _edc_reverberation_time(edc: np.ndarray, fs: int, upper_db: float, lower_db: float) -> float:
@@ -280,6 +309,7 @@ def main(argv=None) -> None:
         print_disagreements(rows, "t30_s")
         check_tabulated(args.data_dir, tmp)
     check_pyrato_reference(args.data_dir)
+    print_verdict(t30, c80)
 
 
 if __name__ == "__main__":
