@@ -322,6 +322,17 @@ def test_chunking_changes_nothing():
     assert chunked.warnings == whole.warnings and any(whole.warnings)
 
 
+def test_torch_device_path_agrees_with_numpy():
+    fs = 8000
+    rng = np.random.default_rng(14)
+    irs = np.stack([white_decay(rng, fs, fs, t60, delay=80) for t60 in (0.2, 0.6, 0.05)])
+    numpy_path = analyze(irs, fs)
+    torch_path = analyze(irs, fs, config=AnalysisConfig(device="cpu"))
+    for key in ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s", "drr_db", "inr_db"):
+        np.testing.assert_allclose(torch_path[key], numpy_path[key], rtol=1e-4, equal_nan=True, err_msg=key)
+    assert torch_path.warnings == numpy_path.warnings
+
+
 def test_config_is_a_saveable_dataclass():
     config = AnalysisConfig(bands="third", filter_order=4)
     saved = json.loads(json.dumps(config.to_dict()))

@@ -142,10 +142,11 @@ class FilterBank:
 
     ``FilterBank(x, fs, lower_hz, upper_hz, order)`` takes ``x`` of shape ``(batch, n_samples)``;
     ``bank.band(k)`` returns band ``k`` filtered, shape ``(batch, n_samples)``, float32, computed
-    on demand so that only one band is held in memory at a time.
+    on demand so that only one band is held in memory at a time. With ``device`` (a torch
+    device name) the FFTs run in torch there and the bands are tensors on that device.
     """
 
-    def __init__(self, x: np.ndarray, fs: float, lower_hz, upper_hz, order: int):
+    def __init__(self, x: np.ndarray, fs: float, lower_hz, upper_hz, order: int, device: str | None = None):
         self.n = x.shape[-1]
         self.lower = np.atleast_1d(np.asarray(lower_hz, dtype=float))
         self.upper = np.atleast_1d(np.asarray(upper_hz, dtype=float))
@@ -154,19 +155,33 @@ class FilterBank:
         self.n_fft = sp_fft.next_fast_len(self.n + pad, real=True)
         # float32: half the memory traffic; its rounding noise (~-140 dB re the peak) lies far
         # below any measurable noise floor, and all energy sums are accumulated in float64.
-        self.spectrum = sp_fft.rfft(np.asarray(x, dtype=np.float32), n=self.n_fft, axis=-1)
+        x = np.asarray(x, dtype=np.float32)
+        self.device = device
+        if device is None:
+            self.spectrum = sp_fft.rfft(x, n=self.n_fft, axis=-1)
+        else:
+            import torch
+
+            self.spectrum = torch.fft.rfft(torch.from_numpy(x).to(device), n=self.n_fft, dim=-1)
         self.freqs = np.fft.rfftfreq(self.n_fft, 1.0 / fs)
 
     def __len__(self) -> int:
         return len(self.lower)
 
-    def band(self, k: int) -> np.ndarray:
-        magnitude = band_magnitude(self.freqs, self.lower[k], self.upper[k], self.order).astype(np.float32)
-        return sp_fft.irfft(self.spectrum * magnitude, n=self.n_fft, axis=-1)[..., : self.n]
+    def band(self, k: int):
+        return self._apply(band_magnitude(self.freqs, self.lower[k], self.upper[k], self.order))
 
-    def highpass(self, cutoff_hz: float) -> np.ndarray:
+    def highpass(self, cutoff_hz: float):
         """The batch zero-phase high-passed at ``cutoff_hz`` (Butterworth magnitude of ``order``
         poles, -3 dB at the cut-off): the broadband signal without DC offset or rumble."""
         with np.errstate(divide="ignore"):
-            magnitude = (1.0 / np.sqrt(1.0 + (cutoff_hz / self.freqs) ** (2 * self.order))).astype(np.float32)
-        return sp_fft.irfft(self.spectrum * magnitude, n=self.n_fft, axis=-1)[..., : self.n]
+            return self._apply(1.0 / np.sqrt(1.0 + (cutoff_hz / self.freqs) ** (2 * self.order)))
+
+    def _apply(self, magnitude: np.ndarray):
+        magnitude = magnitude.astype(np.float32)
+        if self.device is None:
+            return sp_fft.irfft(self.spectrum * magnitude, n=self.n_fft, axis=-1)[..., : self.n]
+        import torch
+
+        weighted = self.spectrum * torch.from_numpy(magnitude).to(self.device)
+        return torch.fft.irfft(weighted, n=self.n_fft, dim=-1)[..., : self.n]

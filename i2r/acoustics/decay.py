@@ -44,11 +44,39 @@ class LundebySettings:
     cells). 2.5 ms still gives >= 3 frames per 10 dB down to T = 0.1 s."""
 
 
-def onset_index(energy: np.ndarray, threshold_db: float = -20.0) -> np.ndarray:
+def _is_tensor(x) -> bool:
+    """A torch tensor (the optional device path: ``AnalysisConfig.device``)."""
+    return type(x).__module__.split(".")[0] == "torch"
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if _is_tensor(x) else x
+
+
+def _like(array: np.ndarray, reference):
+    """``array`` as a tensor on ``reference``'s device and dtype when that is a tensor."""
+    if not _is_tensor(reference):
+        return array
+    import torch
+
+    dtype = reference.dtype if np.issubdtype(array.dtype, np.floating) else torch.int64
+    return torch.as_tensor(array, dtype=dtype, device=reference.device)
+
+
+def first_index_of_max(x) -> np.ndarray:
+    """``argmax`` along the last axis (first maximum), NumPy array or tensor -> ``(batch,)`` int."""
+    return _numpy(x.argmax(-1)) if _is_tensor(x) else np.argmax(x, axis=-1)
+
+
+def onset_index(energy, threshold_db: float = -20.0) -> np.ndarray:
     """ISO 3382-1 A.3.3 onset: index of the first sample within ``|threshold_db|`` of the peak.
 
-    ``energy``: ``(batch, n)`` squared pressure. Returns ``(batch,)`` int.
+    ``energy``: ``(batch, n)`` squared pressure (NumPy array or torch tensor). Returns
+    ``(batch,)`` int.
     """
+    if _is_tensor(energy):
+        peak = energy.amax(dim=-1, keepdim=True)
+        return first_index_of_max((energy >= peak * 10.0 ** (threshold_db / 10.0)).to(energy.dtype))
     peak = energy.max(axis=-1, keepdims=True)
     return np.argmax(energy >= peak * 10.0 ** (threshold_db / 10.0), axis=-1)
 
@@ -92,6 +120,8 @@ class EnergySums:
     cheaper, and a sum up to any sample is still exact: the cell prefix plus the partial cell,
     read from the energy itself. ``cells[:, j]`` is the sum of ``energy[:, :j * hop]``.
     ``EnergySums.from_prefix(cumulative_energy(e))`` wraps a per-sample running sum (hop 1).
+    ``energy`` may be a torch tensor on any device: the per-sample work stays there and only the
+    per-cell sums (float64 NumPy) come back.
     """
 
     def __init__(self, energy: np.ndarray | None, hop: int = 1, cells: np.ndarray | None = None):
@@ -113,11 +143,11 @@ class EnergySums:
         the last cell may be short. One contiguous matrix-vector product per row."""
         batch, n, hop = self.energy.shape[0], self.n, self.hop
         full = n // hop
-        weights = weights.astype(self.energy.dtype)
+        weights = _like(weights.astype(np.float32 if _is_tensor(self.energy) else self.energy.dtype), self.energy)
         per_cell = np.zeros((batch, -(-n // hop)))
-        per_cell[:, :full] = self.energy[:, : full * hop].reshape(batch, full, hop) @ weights
+        per_cell[:, :full] = _numpy(self.energy[:, : full * hop].reshape(batch, full, hop) @ weights)
         if n > full * hop:
-            per_cell[:, -1] = self.energy[:, full * hop:] @ weights[: n - full * hop]
+            per_cell[:, -1] = _numpy(self.energy[:, full * hop:] @ weights[: n - full * hop])
         out = np.zeros((batch, per_cell.shape[-1] + 1))
         np.cumsum(per_cell, axis=-1, out=out[:, 1:])
         return out
@@ -130,7 +160,8 @@ class EnergySums:
         offsets = np.arange(self.hop)
         samples = start[..., None] + offsets
         rows = np.arange(index.shape[0]).reshape((-1,) + (1,) * (index.ndim))
-        values = self.energy[rows, np.minimum(samples, self.n - 1)].astype(float) * weight(samples)
+        picked = self.energy[_like(rows, self.energy), _like(np.minimum(samples, self.n - 1), self.energy)]
+        values = _numpy(picked).astype(float) * weight(samples)
         return np.where(samples < index[..., None], values, 0.0).sum(axis=-1)
 
     def before(self, index) -> np.ndarray:

@@ -23,8 +23,8 @@ import numpy as np
 from i2r.acoustics.bands import (FilterBank, band_centres, band_edges, highpass_ringing_time,
                                  ringing_time)
 from i2r.acoustics.decay import (EnergySums, LundebySettings, Truncation, cumulative_energy,
-                                 decay_curve_db, level_crossings, lundeby, onset_index,
-                                 remaining_energy)
+                                 decay_curve_db, first_index_of_max, level_crossings, lundeby,
+                                 onset_index, remaining_energy)
 from i2r.errors import UserError
 
 BAND_KEYS = ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s")
@@ -62,6 +62,9 @@ class AnalysisConfig:
     - ``silent_band_db``: a band whose energy is this far below the broadband energy is silent.
     - ``direct_window_s``: DRR's direct sound is the energy within +-2.5 ms of the broadband peak
       (the IoSR toolbox ``irStats`` convention); the rest after that window is reverberant.
+    - ``device``: a torch device (``"cuda"``, ``"cpu"``) for the per-sample work (FFT filtering,
+      energies, running sums); None = NumPy/SciPy. Lundeby and the fits run on the per-cell sums
+      in NumPy either way; results agree with the NumPy path to float32 rounding.
     - ``chunk_samples``: samples filtered at a time, ``chunk_samples // n_samples`` IRs (at least
       one) per chunk: bounds memory (each float32 working array ~ 4 bytes x this) whatever the
       IR length; each chunk is fully vectorised.
@@ -78,6 +81,7 @@ class AnalysisConfig:
     min_ringing_ratio_edt: float = 4.0
     silent_band_db: float = -60.0
     direct_window_s: float = 0.0025
+    device: str | None = None
     chunk_samples: int = 2**23
 
     def to_dict(self) -> dict:
@@ -300,7 +304,7 @@ def _direct_to_reverberant(energy, sums: EnergySums, trunc, fs: float, window_s:
     """DRR (dB): energy within +-``window_s`` of the peak over the noise-compensated energy
     after that window. ``energy``: ``(batch, n)`` -> ``(batch,)``."""
     n = energy.shape[-1]
-    peak = np.argmax(energy, axis=-1)
+    peak = first_index_of_max(energy)
     half = int(round(window_s * fs))
     lo, hi = np.maximum(peak - half, 0), np.minimum(peak + half + 1, n)
     direct = sums.before(hi) - sums.before(lo)
@@ -422,7 +426,7 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
     centres = band_centres(config.bands, fs, config.lowest_band_hz)
     lower, upper = band_edges(config.bands, centres)
     ringing = ringing_time(lower, upper, config.filter_order)
-    bank = FilterBank(x, fs, lower, upper, config.filter_order)
+    bank = FilterBank(x, fs, lower, upper, config.filter_order, config.device)
     broadband_signal = bank.highpass(lower[0]) if len(lower) else x
     broadband_result = _measure_band(broadband_signal, fs, config, ranges, noise_handling,
                                      config.direct_window_s)
