@@ -318,16 +318,16 @@ def _fast_griffin_lim(magnitude, estimate, n_iter: int, momentum: float):
     """Perraudin et al. (2013), Algorithm 2: c_n = P_C1(P_C2(t_n) + alpha (t_n - t_{n-1}))."""
     import torch
 
-    # Complex arithmetic is done on real views: torch's complex abs and complex-by-real products
-    # cost several times the FFTs here (measured on CPU).
-    target = magnitude.unsqueeze(-1)
-    previous = torch.zeros_like(torch.view_as_real(estimate))
+    # Real and imaginary parts are kept as separate planes: torch's complex abs and
+    # complex-by-real products cost several times the FFTs here (measured on CPU).
+    previous_re, previous_im = torch.zeros_like(magnitude), torch.zeros_like(magnitude)
     for _ in range(n_iter):
-        consistent = torch.view_as_real(_stft(_istft(estimate)))
-        accelerated = torch.lerp(previous, consistent, 1.0 + momentum)  # t_n + alpha (t_n - t_{n-1})
-        previous = consistent
-        norm = torch.hypot(accelerated[..., 0], accelerated[..., 1]).clamp_min_(1e-30).unsqueeze(-1)
-        estimate = torch.view_as_complex(accelerated * (target / norm))
+        consistent = _stft(_istft(estimate))
+        re = torch.lerp(previous_re, consistent.real, 1.0 + momentum)  # t_n + alpha (t_n - t_{n-1})
+        im = torch.lerp(previous_im, consistent.imag, 1.0 + momentum)
+        previous_re, previous_im = consistent.real, consistent.imag
+        ratio = magnitude / torch.hypot(re, im).clamp_min_(1e-30)
+        estimate = torch.complex(re.mul_(ratio), im.mul_(ratio))
     return estimate
 
 
