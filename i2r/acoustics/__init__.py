@@ -2,6 +2,8 @@
 
 - :func:`analyze` -- EDT, T20, T30, C50, C80, D50, Ts per octave / one-third-octave band and
   broadband, DRR; vectorised over a batch ``(..., n_samples)``; returns :class:`AcousticParameters`.
+  :class:`AnalysisConfig` holds every setting (``device="cuda"`` runs the FFT filter bank and the
+  per-sample work in torch on a GPU).
 - :func:`decay_time` -- a decay time over any evaluation range (e.g. the MATLAB ``irStats`` 0 to
   -60 dB definition).
 - :func:`band_centres`, :func:`band_edges` -- IEC 61260-1 bands the sample rate supports.
