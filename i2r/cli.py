@@ -495,8 +495,48 @@ def _run_tsne_grid(args) -> int:
     return 0
 
 
+def _add_gradcam(sub):
+    p = _add_command(
+        sub, "gradcam", "Grad-CAM of the Places365 and fine-tuned encoders, compared by SSIM",
+        "The paper's Section 3.4 and Figs. 11-12. Grad-CAM (Selvaraju et al. 2017) on layer4[-1] at\n"
+        "224x224, for the greatest output feature (or --feature K), of the pre-trained Places365 ResNet-50\n"
+        "(--pretrained) and of the checkpoint's fine-tuned encoder (fed its depth channel as the model does).\n"
+        "SSIM two ways (scikit-image): on the raw maps (Wang et al. 2004: Gaussian sigma 1.5, data_range 1)\n"
+        "and on grayscale heat-map overlays with default settings, as the original compare.py; `flagged`\n"
+        "marks overlay SSIM < 0.98, the paper's criterion. Without --pretrained only the fine-tuned maps\n"
+        "are drawn (a checkpoint does not keep the encoder's initial weights). Writes OUT/gradcam.csv and\n"
+        "OUT/NNN_<stem>_gradcam.png panels; unreadable images are skipped and listed.\n\n"
+        "  i2r gradcam photos/*.jpg --checkpoint runs/paper/last.pt --pretrained resnet50_places365.pth.tar",
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any size; resized to 224x224)")
+    p.add_argument("--checkpoint", required=True, help="trained model checkpoint (i2r train's last.pt)")
+    p.add_argument("--pretrained", metavar="PLACES.pth.tar", help="Places365 ResNet-50 weights (resnet50_places365.pth.tar)")
+    p.add_argument("--feature", type=int, metavar="K", help="output feature to explain (default: each network's greatest)")
+    p.add_argument("--out", default="reports/gradcam", help="output folder (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.set_defaults(func=_run_gradcam)
+
+
+def _run_gradcam(args) -> int:
+    from i2r.analysis.gradcam import GradCamConfig, run_gradcam
+
+    rows = run_gradcam(args.images, GradCamConfig(checkpoint=args.checkpoint, pretrained=args.pretrained,
+                                                  feature=args.feature, out=args.out, device=args.device))
+    for row in rows:
+        if "error" in row:
+            sys.stderr.write(f"skipped {row['error']}\n")
+        elif "ssim_maps" in row:
+            sys.stdout.write(f"{row['image']}: SSIM maps {row['ssim_maps']:.4f}, overlays {row['ssim_overlays']:.4f}"
+                             f"{'  (< 0.98)' if row['flagged'] else ''}\n")
+        else:
+            sys.stdout.write(f"{row['image']}: fine-tuned feature {row['feature_finetuned']}\n")
+    if not args.pretrained:
+        sys.stderr.write("note: no --pretrained Places365 weights given: fine-tuned maps only, no SSIM\n")
+    return 0 if any("error" not in row for row in rows) else 2
+
+
 COMMANDS = [_add_demo, _add_analyze, _add_survey_stats, _add_survey_build, _add_train, _add_eval, _add_report, _add_synth,
-            _add_generate, _add_prepare, _add_tsne_grid]
+            _add_generate, _add_prepare, _add_tsne_grid, _add_gradcam]
 
 
 def build_parser() -> argparse.ArgumentParser:
