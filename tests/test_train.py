@@ -1,0 +1,209 @@
+"""The trainer: exact resume after a kill (one process and 2-process gloo DDP), ablations, errors.
+
+Runs use a tiny model (the small preset at 32x32 spectrograms and 64 px images) on 6 training
+pairs built here: a step takes 1-2 s on 2 cores (several times that when they are busy).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from i2r.audio import SAMPLE_RATE, save_wav
+from i2r.cli import build_parser, main
+from i2r.train import TrainConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """6 train and 2 val pairs: noise images, exponentially decaying noise IRs, depth maps."""
+    root = tmp_path_factory.mktemp("pairs")
+    rng = np.random.default_rng(0)
+    rows = ["image,ir,depth,split,scene"]
+    for i in range(8):
+        split = "train" if i < 6 else "val"
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(root / f"{i}.png")
+        Image.fromarray(rng.integers(0, 256, (64, 64), dtype=np.uint8)).save(root / f"{i}_depth.png")
+        t = np.arange(int(0.4 * SAMPLE_RATE)) / SAMPLE_RATE
+        save_wav(root / f"{i}.wav", rng.standard_normal(t.size) * np.exp(-6.9 * t / (0.1 + 0.03 * i)), SAMPLE_RATE)
+        rows.append(f"{i}.png,{i}.wav,{i}_depth.png,{split},room{i % 3}")
+    (root / "manifest.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+@pytest.fixture
+def one_thread():
+    """Train in-process on one thread, as torchrun's processes do: on shared cores a second
+    OpenMP thread mostly spins, several times slower in total."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def run_i2r(args, nproc: int = 1) -> subprocess.CompletedProcess:
+    """``python -m i2r ...``, or under ``torch.distributed.run`` with ``nproc`` gloo processes."""
+    launcher = [sys.executable, "-m", "i2r"]
+    if nproc > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--standalone",
+                    "-m", "i2r"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")  # what torchrun sets for each of its processes
+    return subprocess.run(launcher + [str(a) for a in args], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=900)
+
+
+def run_ok(args, nproc: int = 1) -> None:
+    result = run_i2r(args, nproc)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+def assert_same_state(a: dict, b: dict) -> None:
+    assert a["step"] == b["step"] and a["epoch"] == b["epoch"]
+    for key, value in a["model"].items():
+        assert torch.equal(value, b["model"][key]), key
+    for name in a["optimizers"]:
+        for pid, state in a["optimizers"][name]["state"].items():
+            for key, value in state.items():
+                assert torch.equal(value, b["optimizers"][name]["state"][pid][key]), (name, pid, key)
+
+
+def metric_rows(run: Path) -> list[dict]:
+    with open(run / "metrics.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_cli_defaults_are_train_config_defaults():
+    args = build_parser().parse_args(["train", "--data", "d", "--out", "o"])
+    fields = TrainConfig.__dataclass_fields__
+    given = TrainConfig(**{k: v for k, v in vars(args).items() if k in fields})
+    assert given == TrainConfig(data="d", out="o")
+
+
+def test_stopped_and_resumed_run_equals_an_uninterrupted_one(data, tmp_path, one_thread):
+    """In-process (fast) version of the kill tests below: stop at step 2, resume to 3, compare."""
+    from i2r.train import train
+
+    cfg = dict(data=str(data), resolution=32, image_size=64, batch_size=2, log_every=1, checkpoint_every=100,
+               depth_supervision=True)
+    train(TrainConfig(out=str(tmp_path / "whole"), max_steps=3, **cfg))
+    train(TrainConfig(out=str(tmp_path / "cut"), max_steps=2, **cfg))
+    train(TrainConfig(out=str(tmp_path / "cut"), max_steps=3, resume=True, **cfg))
+    whole = load(tmp_path / "whole" / "last.pt")
+    assert_same_state(whole, load(tmp_path / "cut" / "last.pt"))
+    assert whole["model"]["encoder.resnet.conv1.weight"].shape[1] == 4 and whole["epoch"] == 1
+    rows = metric_rows(tmp_path / "whole")
+    assert [(r["step"], r["split"]) for r in rows] == [("1", "train"), ("2", "train"), ("3", "train"), ("3", "val")]
+    assert all(float(r["g_t60p"]) > 0 and float(r["depth_l1"]) > 0 for r in rows[:3])
+    assert float(rows[3]["t60_error_pct"]) > 0 and float(rows[3]["l1"]) > 0
+    assert [r["loss_g"] for r in metric_rows(tmp_path / "cut")] == [r["loss_g"] for r in rows]
+    assert (tmp_path / "whole" / "config.json").is_file() and any((tmp_path / "whole" / "tb").iterdir())
+
+
+def test_ablation_flags(data, tmp_path, one_thread):
+    from i2r.train import train
+
+    train(TrainConfig(data=str(data), out=str(tmp_path), resolution=32, image_size=64, batch_size=2, max_steps=1,
+                      log_every=1, no_depth=True, no_t60p=True))
+    state = load(tmp_path / "last.pt")
+    assert state["model"]["encoder.resnet.conv1.weight"].shape[1] == 3  # RGB only
+    assert not any(key.startswith("depth.") for key in state["model"])
+    assert float(metric_rows(tmp_path)[0]["g_t60p"]) == 0.0
+
+
+# The kill tests: 3 steps per epoch; a checkpoint at step 2 (mid-epoch), a kill after step 3 (the
+# end of epoch 0, with its validation pass), a resume to step 4 (epoch 1: the sampler's set_epoch
+# must match too). The parameters and Adam moments must equal those of an uninterrupted run.
+# Each takes ~30 s on 2 idle cores and 2 minutes when they are shared by several jobs: slow.
+
+
+@pytest.mark.slow
+def test_killed_single_process_run_resumes_exactly(data, tmp_path):
+    # 6 pairs, batch 2; with depth, depth supervision and T60p.
+    common = ["train", "--data", data, "--resolution", "32", "--image-size", "64", "--batch-size", "2",
+              "--log-every", "1", "--checkpoint-every", "2", "--max-steps", "4", "--depth-supervision"]
+    run_ok([*common, "--out", tmp_path / "whole"])
+    killed = run_i2r([*common, "--out", tmp_path / "cut", "--stop-after-step", "3"])
+    assert killed.returncode != 0
+    assert load(tmp_path / "cut" / "last.pt")["step"] == 2
+    run_ok([*common, "--out", tmp_path / "cut", "--resume"])
+
+    whole = load(tmp_path / "whole" / "last.pt")
+    assert_same_state(whole, load(tmp_path / "cut" / "last.pt"))
+    assert whole["model"]["encoder.resnet.conv1.weight"].shape[1] == 4
+    rows, cut_rows = metric_rows(tmp_path / "whole"), metric_rows(tmp_path / "cut")
+    assert [(r["step"], r["split"], r["loss_g"]) for r in cut_rows] == [(r["step"], r["split"], r["loss_g"]) for r in rows]
+    train_rows = [r for r in rows if r["split"] == "train"]
+    assert len(train_rows) == 4 and all(float(r["g_t60p"]) > 0 and float(r["depth_l1"]) > 0 for r in train_rows)
+    val = [r for r in rows if r["split"] == "val"]
+    assert [r["step"] for r in val] == ["3"] and float(val[0]["t60_error_pct"]) > 0 and float(val[0]["l1"]) > 0
+    assert (tmp_path / "whole" / "config.json").is_file() and any((tmp_path / "whole" / "tb").iterdir())
+
+
+@pytest.mark.slow
+def test_killed_two_process_gloo_run_resumes_exactly(data, tmp_path):
+    # 2 ranks x batch 1 over 6 pairs. Ablations --no-depth --no-t60p.
+    common = ["train", "--data", data, "--resolution", "32", "--image-size", "64", "--batch-size", "1",
+              "--log-every", "1", "--checkpoint-every", "2", "--max-steps", "4", "--no-depth", "--no-t60p"]
+    run_ok([*common, "--out", tmp_path / "whole"], nproc=2)
+    killed = run_i2r([*common, "--out", tmp_path / "cut", "--stop-after-step", "3"], nproc=2)
+    assert killed.returncode != 0
+    checkpoint = load(tmp_path / "cut" / "last.pt")
+    assert checkpoint["step"] == 2 and checkpoint["world_size"] == 2 and len(checkpoint["rng"]) == 2
+    run_ok([*common, "--out", tmp_path / "cut", "--resume"], nproc=2)
+
+    whole = load(tmp_path / "whole" / "last.pt")
+    assert_same_state(whole, load(tmp_path / "cut" / "last.pt"))
+    assert whole["model"]["encoder.resnet.conv1.weight"].shape[1] == 3  # --no-depth: RGB only
+    assert not any(key.startswith("depth.") for key in whole["model"])
+    train_rows = [r for r in metric_rows(tmp_path / "whole") if r["split"] == "train"]
+    assert len(train_rows) == 4 and all(float(r["g_t60p"]) == 0.0 for r in train_rows)  # --no-t60p
+
+
+def _fake_run(out: Path, world_size: int = 1, **changes) -> None:
+    """RUN/last.pt with only what the resume checks read (they run before any model is built)."""
+    from dataclasses import asdict
+
+    from i2r.checkpoint import save_checkpoint
+    from i2r.train import _model_config
+
+    cfg = TrainConfig(data="d", out=str(out), **changes)
+    out.mkdir()
+    save_checkpoint({"config": asdict(cfg), "model_config": asdict(_model_config(cfg)), "world_size": world_size},
+                    out / "last.pt")
+
+
+@pytest.mark.parametrize("changes, args, message", [
+    ({}, ["--preset", "paper"], "preset: checkpoint has 'small', this run 'paper'"),
+    ({}, ["--no-depth"], "no_depth: checkpoint has False, this run True"),
+    ({"resolution": 64}, [], "resolution: checkpoint has 64, this run 0"),
+])
+def test_resume_of_another_config_names_the_mismatch(data, tmp_path, capsys, changes, args, message):
+    _fake_run(tmp_path / "run", **changes)
+    status = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--resume", *args])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith("error:") and message in err
+
+
+def test_resume_with_another_world_size_is_refused(data, tmp_path, capsys):
+    _fake_run(tmp_path / "run", world_size=2)
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--resume"]) == 2
+    assert "written by 2 processes, resumed with 1" in capsys.readouterr().err
+
+
+def test_resume_without_a_checkpoint_is_a_clean_error(data, tmp_path, capsys):
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "none"), "--resume"]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
