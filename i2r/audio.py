@@ -404,13 +404,19 @@ def fit_spectrogram_norm(
 ) -> SpectrogramNorm:
     """Fit a :class:`SpectrogramNorm` on raw training log-spectrograms.
 
-    ``logspecs`` is an iterable of ``(..., R, R)`` tensors/arrays, or a data set whose items are
-    mappings with a ``"logspec"`` entry (e.g. :class:`i2r.data.datasets.PairedDataset`). Each
+    ``logspecs`` is an iterable of ``(..., R, R)`` tensors/arrays, a data set whose items are
+    mappings with a ``"logspec"`` entry, or an object with ``iter_logspecs()`` (as
+    :class:`i2r.data.datasets.PairedDataset` has: each distinct IR once, no image decoding). Each
     example contributes up to ``values_per_example`` values drawn at random (fixed ``seed``), so
     memory stays bounded on large sets and every example weighs the same.
     """
     rng = np.random.default_rng(seed)
-    items = (logspecs[i] for i in range(len(logspecs))) if hasattr(logspecs, "__getitem__") else logspecs
+    if hasattr(logspecs, "iter_logspecs"):
+        items = logspecs.iter_logspecs()
+    elif hasattr(logspecs, "__getitem__"):
+        items = (logspecs[i] for i in range(len(logspecs)))
+    else:
+        items = logspecs
     samples, resolution = [], FULL_RESOLUTION
     for item in items:
         values = _logspec_of(item)

@@ -9,7 +9,7 @@ import soundfile as sf
 import torch
 from PIL import Image
 
-from i2r.audio import IR_SAMPLES
+from i2r.audio import IR_SAMPLES, fit_spectrogram_norm
 from i2r.data.datasets import PairedDataset, discover_pairs
 from i2r.data.manifest import read_manifest
 from i2r.errors import UserError
@@ -65,6 +65,17 @@ def test_manifest_items_have_the_documented_shapes(manifest_set):
     assert item["image_path"].endswith("images/1.png") and item["ir_path"].endswith("irs/1.wav")
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2)))
     assert batch["logspec"].shape == (2, 1, 64, 64)
+
+
+def test_norm_fits_on_each_distinct_ir_once(manifest_set):
+    rows = [[f"images/{i}.png", "irs/0.wav", "train", "a"] for i in range(3)] + [["images/0.png", "irs/1.wav", "train", "b"]]
+    _manifest(manifest_set, rows)
+    dataset = PairedDataset(manifest_set, "train", resolution=64, image_size=16)
+    assert len(dataset) == 4 and len(list(dataset.iter_logspecs())) == 2
+    norm = fit_spectrogram_norm(dataset, low_percentile=0.0, high_percentile=100.0)
+    values = torch.cat([dataset[0]["logspec"], dataset[3]["logspec"]])
+    assert norm.n_examples == 2
+    assert norm.low == pytest.approx(float(values.min())) and norm.high == pytest.approx(float(values.max()))
 
 
 def test_split_selection_and_csv_path(manifest_set):

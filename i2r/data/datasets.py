@@ -121,6 +121,16 @@ class PairedDataset(torch.utils.data.Dataset):
                             "\n".join(f"  {path}: {reason}" for path, reason in self.skipped))
         self.records = records
 
+    def iter_logspecs(self):
+        """Yield the raw ``(1, R, R)`` log-spectrogram of each distinct IR once, without decoding
+        images: what :func:`i2r.audio.fit_spectrogram_norm` reads (every IR weighs the same,
+        however many photos it is paired with)."""
+        seen = set()
+        for record in self.records:
+            if record.ir_path not in seen:
+                seen.add(record.ir_path)
+                yield ir_to_logspec(load_ir(record.ir_path), self.resolution).unsqueeze(0)
+
     def __len__(self) -> int:
         return len(self.records)
 
