@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from math import gcd
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import soundfile as sf
@@ -20,6 +21,9 @@ from scipy.signal import resample_poly
 
 from i2r.errors import UserError
 from i2r.files import atomic_write_bytes
+
+if TYPE_CHECKING:  # torch is imported lazily so that audio I/O starts fast
+    import torch
 
 AUDIO_EXTENSIONS = (".wav", ".flac")
 
@@ -157,7 +161,7 @@ def load_ir(path: str | os.PathLike, *, normalize: bool = True) -> np.ndarray:
         raise UserError(f"{path}: {exc}") from None
 
 
-def _as_tensor(x) -> "torch.Tensor":
+def _as_tensor(x) -> torch.Tensor:
     import torch
 
     return x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
