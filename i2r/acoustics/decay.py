@@ -36,7 +36,8 @@ class LundebySettings:
     late_floor_db: float = 5.0
     """... ending this far above the noise level (paper: 5-10 dB)."""
     iterations: int = 5
-    """Fixed number of refinements (the paper iterates to convergence, typically fewer than 5)."""
+    """At most this many refinements; they stop early once no crosspoint in the batch moves by
+    more than one frame hop (the paper iterates to convergence, typically fewer than 5)."""
     noise_tail_fraction: float = 0.1
     """The noise estimate uses at least this final fraction of the IR (paper: last 10 %)."""
     hop_s: float = 0.0025
@@ -262,13 +263,29 @@ def lundeby(cs, onset: np.ndarray, fs: float,
     levels = frames.levels(np.full(len(onset), settings.initial_window_s * fs))
     peak_frame = np.argmax(np.where(np.isnan(levels), -np.inf, levels), axis=-1)
     peak_db = np.take_along_axis(levels, peak_frame[:, None], axis=-1)[:, 0]
-    noise = frames.noise_from(np.full(len(onset), frames.tail_start))
+    noise = frames.noise_from(np.full(len(onset), frames.tail_start)).astype(float)
     noise_db = _level_db(noise, peak_db)
     stop = _first_below(levels, noise_db + settings.noise_margin_db, peak_frame)
     intercept, slope = range_line_fit(frames.times, levels, peak_frame, stop)
+    crosspoint = _crosspoint_s(intercept, slope, noise_db)
+    active = np.ones(len(onset), dtype=bool)
     for _ in range(settings.iterations):
-        intercept, slope, noise, noise_db = _refine(frames, intercept, slope, noise_db, peak_frame, peak_db)
+        # Each item stops at its own convergence (so its result never depends on the batch);
+        # the loop ends when all have.
+        refined = _refine(frames, intercept, slope, noise_db, peak_frame, peak_db)
+        intercept, slope, noise, noise_db = (np.where(active, new, old) for new, old in
+                                             zip(refined, (intercept, slope, noise, noise_db)))
+        previous, crosspoint = crosspoint, _crosspoint_s(intercept, slope, noise_db)
+        active &= ~np.isclose(crosspoint, previous, rtol=0.0, atol=settings.hop_s, equal_nan=True)
+        if not active.any():
+            break
     return _truncation(sums.n, onset, fs, intercept, slope, noise, noise_db, peak_db)
+
+
+def _crosspoint_s(intercept, slope, noise_db) -> np.ndarray:
+    """Where the decay line meets the noise level (s after the onset; NaN without a decay)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(np.isfinite(slope) & (slope < 0), (noise_db - intercept) / slope, np.nan)
 
 
 class _Frames:
