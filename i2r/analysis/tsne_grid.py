@@ -229,9 +229,13 @@ def embed(features: np.ndarray, config: TsneGridConfig) -> np.ndarray:
     perplexity = min(config.perplexity, (n - 1) / 3)
     if config.method == "sklearn":
         from sklearn.manifold import TSNE
+        from threadpoolctl import threadpool_limits
 
-        return TSNE(perplexity=perplexity, init="pca", random_state=config.seed,
-                    n_jobs=config.n_jobs).fit_transform(features)
+        # Its Barnes-Hut gradient takes all OpenMP threads, not n_jobs; on shared, loaded cores
+        # threads waiting at barriers made it 30x slower (300 points: 59 s), so cap them.
+        with threadpool_limits(limits=config.n_jobs, user_api="openmp"):
+            return TSNE(perplexity=perplexity, init="pca", random_state=config.seed,
+                        n_jobs=config.n_jobs).fit_transform(features)
     from openTSNE import TSNE as OpenTSNE
 
     # FFT-interpolated gradients cost a fixed grid per iteration whatever n is: slower than
