@@ -28,6 +28,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file private (0600); results should get the permissions of any new file.
+        os.chmod(tmp, 0o666 & ~_umask())
         kwargs = {"encoding": encoding, "newline": ""} if mode == "w" else {}
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
@@ -38,6 +40,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
