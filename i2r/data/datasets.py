@@ -19,13 +19,12 @@ import torch
 
 from i2r.audio import FULL_RESOLUTION, ir_to_logspec, load_ir
 from i2r.data.images import load_depth, load_image, open_image
-from i2r.data.manifest import SPLITS, PairRecord, read_manifest
+from i2r.data.manifest import MANIFEST_NAME, SPLITS, PairRecord, read_manifest
 from i2r.data.pix2pix import is_pix2pix, read_pix2pix
 from i2r.errors import UserError
 
 log = logging.getLogger(__name__)
 
-MANIFEST_NAME = "manifest.csv"
 DEFAULT_IMAGE_SIZE = 224  # the ResNet-50 input size of the paper's encoder
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from i2r.errors import UserError
 
+MANIFEST_NAME = "manifest.csv"  # the file a data set folder holds
 REQUIRED_COLUMNS = ("image", "ir", "split", "scene")
 PATH_COLUMNS = ("image", "ir", "depth")
 SPLITS = ("train", "val", "test")

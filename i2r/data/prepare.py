@@ -29,9 +29,8 @@ import soundfile as sf
 from PIL import Image
 
 from i2r.audio import SAMPLE_RATE, load_ir
-from i2r.data.datasets import MANIFEST_NAME
 from i2r.data.images import center_crop_resize, depth_array, open_image
-from i2r.data.manifest import SPLITS, PairRecord, read_manifest
+from i2r.data.manifest import MANIFEST_NAME, SPLITS, PairRecord, read_manifest
 from i2r.data.panorama import rectilinear_view, view_yaws
 from i2r.data.pix2pix import is_pix2pix, read_pix2pix
 from i2r.errors import UserError
@@ -105,12 +104,17 @@ def _png_bytes(array: np.ndarray) -> bytes:
 
 
 class _Writer:
-    """Writes output files unless they already exist, counting both."""
+    """Writes output files unless they already exist; counts each path once per run as
+    written (now) or reused (left by an earlier run)."""
 
     def __init__(self, summary: PrepareSummary):
         self.summary = summary
+        self.seen: set[Path] = set()
 
-    def __call__(self, path: Path, make_bytes) -> None:
+    def __call__(self, path: Path, make_bytes=None) -> None:
+        if path in self.seen:
+            return
+        self.seen.add(path)
         if path.exists():
             self.summary.reused += 1
             return
@@ -158,29 +162,39 @@ def _out_names(config: PrepareConfig, record: PairRecord, yaw: float | None) -> 
     return names
 
 
+def _row(record: PairRecord, names: dict[str, str], yaw: float | None) -> dict:
+    row = {**names, "split": record.split, "scene": record.scene}
+    if record.t60_s is not None:
+        row["t60_s"] = repr(record.t60_s)
+    row.update(record.extra)
+    row["source_image"] = str(record.image_path)
+    row["view_yaw_deg"] = "" if yaw is None else f"{yaw:g}"
+    return row
+
+
 def _prepare_pair(record: PairRecord, config: PrepareConfig, write: _Writer, irs: dict) -> list[dict]:
-    """Write the files of one raw pair; return its manifest rows. Raises UserError for a bad file."""
+    """Write the files of one raw pair; return its manifest rows. Raises UserError for a bad file.
+
+    When every output file exists already (a resumed run) nothing is decoded.
+    """
     out = Path(config.out)
+    yaws = view_yaws(config.equirect_views) if config.equirect_views else [None]
+    names = [_out_names(config, record, yaw) for yaw in yaws]
+    if all((out / name).exists() for views in names for name in views.values()):
+        for name in (name for views in names for name in views.values()):
+            write(out / name)
+        return [_row(record, views, yaw) for views, yaw in zip(names, yaws)]
     if record.ir_path not in irs:
         irs[record.ir_path] = load_ir(record.ir_path)
     ir = irs[record.ir_path]
     views = _image_views(record.image_path, config)
     depths = _depth_views(record.depth_path, config) if record.depth_path is not None else [None] * len(views)
-    rows = []
-    for (yaw, view), depth in zip(views, depths):
-        names = _out_names(config, record, yaw)
-        write(out / names["image"], lambda: _png_bytes(view))
-        write(out / names["ir"], lambda: _wav_bytes(ir))
+    for (_, view), depth, files in zip(views, depths, names):
+        write(out / files["image"], lambda: _png_bytes(view))
+        write(out / files["ir"], lambda: _wav_bytes(ir))
         if depth is not None:
-            write(out / names["depth"], lambda: _png_bytes(depth))
-        row = {**names, "split": record.split, "scene": record.scene}
-        if record.t60_s is not None:
-            row["t60_s"] = repr(record.t60_s)
-        row.update(record.extra)
-        row["source_image"] = str(record.image_path)
-        row["view_yaw_deg"] = "" if yaw is None else f"{yaw:g}"
-        rows.append(row)
-    return rows
+            write(out / files["depth"], lambda: _png_bytes(depth))
+    return [_row(record, views, yaw) for views, yaw in zip(names, yaws)]
 
 
 def _wav_bytes(ir: np.ndarray) -> bytes:
