@@ -152,7 +152,7 @@ def _run_survey_build(args) -> int:
 
 def _add_train(sub):
     # Defaults are spelt out here (not imported) so that `i2r --help` does not import torch;
-    # tests/test_train_cli.py checks that they equal TrainConfig's.
+    # tests/test_train.py checks that they equal TrainConfig's.
     p = _add_command(
         sub, "train", "train Image2Reverb on a paired image/IR data set (one process or torchrun DDP)",
         "Train the conditional GAN of Singh et al. (2021): LSGAN + 100 L1 + 100 |T60p error|, three Adam\n"
@@ -170,6 +170,7 @@ def _add_train(sub):
     p.add_argument("--resolution", type=int, default=0, help="spectrogram side overriding the preset's (32-512)")
     p.add_argument("--image-size", type=int, default=0, help="image side overriding the preset's (multiple of 32)")
     p.add_argument("--max-steps", type=int, default=0, help="stop after N optimiser steps (default: 0, all epochs)")
+    p.add_argument("--max-minutes", type=float, default=0.0, help="stop, with a checkpoint, after M minutes (default: 0, no limit)")
     p.add_argument("--epochs", type=int, default=200, help="epochs (default: %(default)s, as in the paper)")
     p.add_argument("--batch-size", type=int, default=4, help="examples per process and step (default: %(default)s)")
     p.add_argument("--lr-generator", type=float, default=4e-4, help="Adam lr of G (default: %(default)s)")
@@ -266,6 +267,8 @@ def _eval_table(metrics: dict) -> str:
 
     lines = [f"T60 error ({metrics['t60_definition']}: {metrics['t60_definition_text']})",
              f"  n = {metrics['n']} evaluated, {len(metrics['excluded'])} excluded (ground truth not measurable)",
+             f"  {len(metrics['generated_unmeasurable'])} of the {metrics['n']} generated IRs not measurable "
+             f"(left out of the model's T60 statistics, n = {metrics['t60_error_pct']['n']})",
              row("model", metrics["t60_error_pct"])]
     if "baseline_nn" in metrics:
         lines.append(row("NN baseline", metrics["baseline_nn"]["t60_error_pct"]))

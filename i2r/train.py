@@ -61,6 +61,7 @@ class TrainConfig:
     resolution: int = 0  # spectrogram side R overriding the preset's (0: the preset's)
     image_size: int = 0  # image side in pixels overriding the preset's (0: the preset's)
     max_steps: int = 0  # stop after this many optimiser steps (0: run all epochs)
+    max_minutes: float = 0.0  # stop (with a checkpoint) after this much wall time in this call (0: no limit)
     epochs: int = 200  # the paper trained 200 epochs
     batch_size: int = 4  # per process
     lr_generator: float = 4e-4
@@ -97,7 +98,7 @@ class TrainConfig:
 
 
 # Fields a resumed run may change; every other field must match the checkpoint's.
-RESUMABLE_CHANGES = ("data", "out", "max_steps", "epochs", "checkpoint_every", "log_every", "val_every",
+RESUMABLE_CHANGES = ("data", "out", "max_steps", "max_minutes", "epochs", "checkpoint_every", "log_every", "val_every",
                      "num_workers", "device", "resume", "stop_after_step")
 METRIC_FIELDS = ("step", "epoch", "split", "loss_d", "loss_g", "g_adv", "g_l1", "g_t60p", "depth_l1",
                  "l1", "t60_error_pct", "s_per_step")
@@ -184,10 +185,11 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
     progress = tqdm(total=total_steps, initial=step, disable=not master, file=sys.stderr, desc="train",
                     dynamic_ncols=True)
     val_metrics: dict = {}
-    tick = time.perf_counter()
+    started = tick = time.perf_counter()
+    done = step >= total_steps
 
     # ---- the loop ------------------------------------------------------------------------------
-    while step < total_steps:
+    while not done:
         loader = _epoch_loader(train_set, cfg, rank, world, epoch, skip_batches=batch_in_epoch)
         for batch in loader:
             losses = _train_step(model, batch, norm, optimizers, scaler, autocast, cfg, world, device)
@@ -208,12 +210,13 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
                     log.write(step, epoch, "val", val_metrics)
                     tqdm.write(f"step {step} epoch {epoch}: val L1 {val_metrics['l1']:.4f}, "
                                f"T60 error {val_metrics['t60_error_pct']:.1f} %", file=sys.stderr)
-            if step % cfg.checkpoint_every == 0 or step == total_steps:
+            done = step == total_steps or _out_of_time(started, cfg.max_minutes, world, device)
+            if step % cfg.checkpoint_every == 0 or done:
                 _save(checkpoint_path, cfg, model_config, norm, model, optimizers, scaler,
                       step, epoch, batch_in_epoch, world, master)
             if step == cfg.stop_after_step:
                 os.kill(os.getpid(), signal.SIGKILL)
-            if step == total_steps or end_of_epoch:
+            if done or end_of_epoch:
                 break
     progress.close()
     if master:
@@ -393,6 +396,16 @@ def _model_config(cfg: TrainConfig) -> ModelConfig:
     changes = {"resolution": cfg.resolution, "image_size": cfg.image_size}
     config = replace(config, **{k: v for k, v in changes.items() if v})
     return replace(config, depth_mode="none") if cfg.no_depth else config
+
+
+def _out_of_time(started: float, max_minutes: float, world: int, device) -> bool:
+    """Whether the time budget is spent; rank 0's clock decides for all, so all stop at one step."""
+    if not max_minutes:
+        return False
+    flag = torch.tensor([time.perf_counter() - started > 60.0 * max_minutes], dtype=torch.int32, device=device)
+    if world > 1:
+        dist.broadcast(flag, src=0)
+    return bool(flag.item())
 
 
 def _seed_rank(seed: int, rank: int) -> None:

@@ -113,12 +113,14 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(data, tmp_path, one
     assert (tmp_path / "whole" / "config.json").is_file() and any((tmp_path / "whole" / "tb").iterdir())
 
 
-def test_ablation_flags(data, tmp_path, one_thread):
+def test_ablation_flags_and_time_budget(data, tmp_path, one_thread):
     from i2r.train import train
 
-    train(TrainConfig(data=str(data), out=str(tmp_path), resolution=32, image_size=64, batch_size=2, max_steps=1,
-                      log_every=1, no_depth=True, no_t60p=True))
+    # A budget spent after the first step: the run stops there, with a checkpoint.
+    summary = train(TrainConfig(data=str(data), out=str(tmp_path), resolution=32, image_size=64, batch_size=2,
+                                max_minutes=1e-9, log_every=1, no_depth=True, no_t60p=True))
     state = load(tmp_path / "last.pt")
+    assert summary["step"] == state["step"] == 1
     assert state["model"]["encoder.resnet.conv1.weight"].shape[1] == 3  # RGB only
     assert not any(key.startswith("depth.") for key in state["model"])
     assert float(metric_rows(tmp_path)[0]["g_t60p"]) == 0.0
