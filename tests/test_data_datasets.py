@@ -113,6 +113,7 @@ def test_bad_files_are_skipped_and_counted(manifest_set):
     rows.append(["images/missing.png", "irs/2.wav", "train", "gone"])
     _ir(manifest_set / "irs" / "3.wav")
     rows.append(["images/1.png", "irs/3.wav", "train", "ok"])
+    rows.append(["images/0.png", "irs/3.wav", "train", "corrupt image again"])
     _manifest(manifest_set, rows)
     dataset = PairedDataset(manifest_set, "train", resolution=64, image_size=16)
     assert len(dataset) == 1 and dataset[0]["scene"] == "ok"
@@ -162,3 +163,10 @@ def test_unknown_sources_are_clear_errors(tmp_path):
         discover_pairs(tmp_path / "nothing", "train")
     with pytest.raises(UserError, match="not a data set"):
         discover_pairs(tmp_path, "train")
+
+
+def test_colour_depth_map_is_a_bad_file(manifest_set):
+    _image(manifest_set / "images" / "0_depth.png")  # RGB, not a greyscale depth map
+    dataset = PairedDataset(manifest_set, "train", resolution=64, image_size=16)
+    assert len(dataset) == 1
+    assert dataset.skipped[0][0].endswith("0_depth.png") and "single-channel" in dataset.skipped[0][1]

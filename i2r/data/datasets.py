@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 from i2r.audio import FULL_RESOLUTION, ir_to_logspec, load_ir
-from i2r.data.images import load_depth, load_image, open_image
+from i2r.data.images import depth_array, load_depth, load_image, open_image
 from i2r.data.manifest import MANIFEST_NAME, SPLITS, PairRecord, read_manifest
 from i2r.data.pix2pix import is_pix2pix, read_pix2pix
 from i2r.errors import UserError
@@ -64,18 +64,17 @@ def _check_files(records: list[PairRecord], image_size: int) -> tuple[list[PairR
                 verdict[path] = str(exc).removeprefix(f"{path}: ") or "unreadable"
         return verdict[path]
 
-    usable, skipped = [], []
+    usable, skipped = [], {}
     for record in tqdm(records, desc="checking files", unit="pair", leave=False, disable=len(records) < 200):
         checks = [(record.image_path, lambda p: open_image(p, draft_size=image_size)), (record.ir_path, load_ir)]
         if record.depth_path is not None:
-            checks.append((record.depth_path, open_image))
-        reasons = [(str(path), problem(path, check)) for path, check in checks]
-        bad = [(path, reason) for path, reason in reasons if reason]
+            checks.append((record.depth_path, lambda p: depth_array(open_image(p), p)))
+        bad = {str(path): reason for path, check in checks if (reason := problem(path, check))}
         if bad:
-            skipped.extend(bad)
+            skipped.update(bad)  # a file shared by many pairs is listed once
         else:
             usable.append(record)
-    return usable, skipped
+    return usable, list(skipped.items())
 
 
 class PairedDataset(torch.utils.data.Dataset):
