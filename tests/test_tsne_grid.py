@@ -26,18 +26,22 @@ def ir_folder(tmp_path):
     folder.mkdir()
     t60s = np.r_[np.full(6, 0.25), np.full(6, 0.8)]
     for i, t60 in enumerate(t60s):
-        sf.write(folder / f"room{i:02d}.wav", decaying_noise(t60, rng), FS)
+        # One IR longer than the rest: analysed in its own batch.
+        sf.write(folder / f"room{i:02d}.wav", decaying_noise(t60, rng, 1.5 if i == 10 else 1.2), FS)
         shade = (40, 40, 200) if t60 < 0.5 else (220, 60, 30)
         if i != 11:  # one IR without an image: a grey cell
             Image.new("RGB", (20, 14), shade).save(folder / f"room{i:02d}.png")
     (folder / "notes.txt").write_text("not an IR")
+    (folder / "broken.wav").write_bytes(b"RIFF but not audio")
     return folder
 
 
 def test_cli_writes_mosaics_and_a_bijective_assignment(ir_folder, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["tsne-grid", str(ir_folder), "--out", str(out), "--thumb", "8", "--seed", "3"]) == 0
-    assert "12 IRs on a 3x4 grid" in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "12 IRs on a 3x4 grid" in captured.out and "1 files skipped" in captured.out
+    assert "broken.wav" in captured.err
     with open(out / "assignments.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 12

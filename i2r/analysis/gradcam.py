@@ -204,8 +204,10 @@ def _to_tensor(rgb: np.ndarray, device: str) -> Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)[None].float().to(device)
 
 
-def compare_image(path: str, networks: dict[str, nn.Module], config: GradCamConfig) -> tuple[dict, dict[str, Cam]]:
-    """CAMs of one image for each network and, with two networks, the two SSIMs: (CSV row, cams)."""
+def compare_image(path: str, networks: dict[str, nn.Module],
+                  config: GradCamConfig) -> tuple[dict, dict[str, Cam], np.ndarray]:
+    """CAMs of one image for each network and, with two networks, the two SSIMs:
+    ``(CSV row, cams, the 224 x 224 RGB image in [0, 1])``."""
     rgb = load_rgb(path, config.image_size)
     inputs = _to_tensor(rgb, config.device)
     cams = {name: grad_cam(net, last_block(net), inputs, config.feature) for name, net in networks.items()}
@@ -219,7 +221,7 @@ def compare_image(path: str, networks: dict[str, nn.Module], config: GradCamConf
         row["ssim_overlays"] = round(ssim_overlays(grayscale(overlay(rgb, pre.cam)),
                                                    grayscale(overlay(rgb, fine.cam))), 6)
         row["flagged"] = row["ssim_overlays"] < SSIM_THRESHOLD
-    return row, cams
+    return row, cams, rgb
 
 
 def run_gradcam(images: list[str], config: GradCamConfig) -> list[dict]:
@@ -236,15 +238,14 @@ def run_gradcam(images: list[str], config: GradCamConfig) -> list[dict]:
     rows, failed = [], []
     for index, path in enumerate(images):
         try:
-            row, cams = compare_image(path, networks, config)
+            row, cams, rgb = compare_image(path, networks, config)
         except UserError as exc:
             failed.append({"image": str(path), "error": str(exc)})
             continue
         title = Path(path).name
         if "ssim_maps" in row:
             title += f"  SSIM maps {row['ssim_maps']:.3f}, overlays {row['ssim_overlays']:.3f}"
-        save_panel(out / f"{index:03d}_{Path(path).stem}_gradcam.png", load_rgb(path, config.image_size),
-                   cams, title)
+        save_panel(out / f"{index:03d}_{Path(path).stem}_gradcam.png", rgb, cams, title)
         rows.append(row)
     if rows:
         _write_rows(rows, out / "gradcam.csv")

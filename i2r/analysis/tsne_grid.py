@@ -40,6 +40,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 BAND_RANGE_HZ = (125.0, 4000.0)
 BROADBAND_HZ = (500.0, 1000.0)
 FFT_MIN_POINTS = 10_000
+ANALYSIS_BATCH = 128  # IRs per analyze() call: 128 x 5.94 s at 22.05 kHz is 134 MB of float64
 
 
 @dataclass
@@ -132,46 +133,73 @@ def discover_items(results_dir: str | os.PathLike) -> list[Item]:
     return items
 
 
-def measure_features(items: list[Item]) -> Features:
+def measure_features(items: list[Item], batch: int = ANALYSIS_BATCH) -> Features:
     """T30 per octave band (125 Hz-4 kHz) of each item's IR, ``(n, 6)`` seconds, NaN if unmeasurable.
 
-    IRs are analysed in batches of equal sample rate and length (one vectorised
-    :func:`i2r.acoustics.analyze` call each); unreadable files are skipped and listed.
+    IRs are grouped by sample rate and length (read from their headers) and analysed ``batch`` at
+    a time, one vectorised :func:`i2r.acoustics.analyze` call each, so memory stays bounded;
+    unreadable files are skipped and listed.
     """
-    from i2r.acoustics import analyze
+    from tqdm import tqdm
 
-    groups: dict[tuple[int, int], list[tuple[int, np.ndarray]]] = {}
-    skipped = []
-    for index, item in enumerate(items):
-        try:
-            audio = load_audio(item.ir)
-        except UserError as exc:
-            skipped.append(str(exc))
-            continue
-        mono, _ = to_mono(audio.samples)
-        groups.setdefault((audio.fs, mono.size), []).append((index, mono))
+    groups, skipped = _group_by_format(items)
     rows: dict[int, np.ndarray] = {}
     bands = None
-    for (fs, _), members in groups.items():
-        try:
-            result = analyze(np.stack([m for _, m in members]), fs, bands="octave")
-        except UserError as exc:
-            skipped.extend(f"{items[i].ir}: {exc}" for i, _ in members)
+    chunks = [(fs, members[i:i + batch]) for (fs, _), members in groups.items()
+              for i in range(0, len(members), batch)]
+    for fs, members in tqdm(chunks, desc="measuring T30", unit="batch", file=sys.stderr, disable=len(chunks) < 2):
+        measured = _measure_chunk(items, members, fs, skipped)
+        if measured is None:
             continue
-        keep = (result.bands_hz >= BAND_RANGE_HZ[0]) & (result.bands_hz <= BAND_RANGE_HZ[1])
-        if bands is None:
-            bands = result.bands_hz[keep]
-        if not np.array_equal(result.bands_hz[keep], bands):
+        members, centres, values = measured
+        bands = centres if bands is None else bands
+        if not np.array_equal(centres, bands):
             skipped.extend(f"{items[i].ir}: sample rate {fs} Hz lacks a band of "
-                           f"{BAND_RANGE_HZ[0]:g}-{BAND_RANGE_HZ[1]:g} Hz" for i, _ in members)
+                           f"{BAND_RANGE_HZ[0]:g}-{BAND_RANGE_HZ[1]:g} Hz" for i in members)
             continue
-        for (i, _), values in zip(members, result.t30_s[:, keep]):
-            rows[i] = values
+        rows.update(zip(members, values))
     kept = sorted(rows)
     if not kept:
         raise UserError("no IR could be analysed: " + "; ".join(skipped[:3]))
     return Features(items=[items[i] for i in kept], bands_hz=np.asarray(bands),
                     t30_s=np.stack([rows[i] for i in kept]), skipped=skipped)
+
+
+def _group_by_format(items: list[Item]) -> tuple[dict[tuple[int, int], list[int]], list[str]]:
+    import soundfile as sf
+
+    groups: dict[tuple[int, int], list[int]] = {}
+    skipped = []
+    for index, item in enumerate(items):
+        try:
+            info = sf.info(item.ir)
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            skipped.append(f"{item.ir}: not readable as audio ({exc})")
+            continue
+        groups.setdefault((info.samplerate, info.frames), []).append(index)
+    return groups, skipped
+
+
+def _measure_chunk(items, members, fs, skipped):
+    """``(indices read, band centres, T30 (k, n_bands))`` of the octave bands in BAND_RANGE_HZ for
+    ``members`` (same rate and length), or None if none could be analysed; failures go to ``skipped``."""
+    from i2r.acoustics import analyze
+
+    loaded = {}
+    for index in members:
+        try:
+            loaded[index] = to_mono(load_audio(items[index].ir).samples)[0]
+        except UserError as exc:
+            skipped.append(str(exc))
+    if not loaded:
+        return None
+    try:
+        result = analyze(np.stack(list(loaded.values())), fs, bands="octave")
+    except UserError as exc:
+        skipped.extend(f"{items[i].ir}: {exc}" for i in loaded)
+        return None
+    keep = (result.bands_hz >= BAND_RANGE_HZ[0]) & (result.bands_hz <= BAND_RANGE_HZ[1])
+    return list(loaded), result.bands_hz[keep], result.t30_s[:, keep]
 
 
 def read_features_csv(path: str | os.PathLike, base: Path | None = None) -> Features:
@@ -327,6 +355,8 @@ def compute_grid(features: Features, config: TsneGridConfig) -> TsneGridResult:
     timings = {}
     start = time.perf_counter()
     standard, kept, imputed = prepare_features(features.t30_s)
+    if not kept.any():
+        raise UserError("no IR had a measurable T30 in any band")
     items = [item for item, keep in zip(features.items, kept) if keep]
     embedding = embed(standard, config)
     timings["tsne_s"] = time.perf_counter() - start
@@ -347,15 +377,13 @@ def run_tsne_grid(results_dir: str | os.PathLike, out: str | os.PathLike,
     """``i2r tsne-grid``: write ``mosaic.png``, ``mosaic_t60.png``, ``assignments.csv`` and
     ``config.json`` (config + summary) to ``out``; returns the result."""
     out = Path(out)
+    if config.method not in ("opentsne", "sklearn"):
+        raise UserError(f"--method must be opentsne or sklearn, not {config.method!r}")
     if config.features_csv:
         features = read_features_csv(config.features_csv)
     else:
         features = measure_features(discover_items(results_dir))
-    if config.method not in ("opentsne", "sklearn"):
-        raise UserError(f"--method must be opentsne or sklearn, not {config.method!r}")
     result = compute_grid(features, config)
-    if result.summary["n"] == 0:
-        raise UserError(f"{results_dir}: no IR had a measurable T30 in any band")
     start = time.perf_counter()
     thumbs = np.stack([load_thumbnail(item.image, config.thumb) for item in result.items])
     save_png(mosaic(thumbs, result.grid), out / "mosaic.png")
