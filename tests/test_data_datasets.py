@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 import soundfile as sf
 import torch
 from PIL import Image
@@ -132,6 +134,7 @@ def test_bad_files_are_skipped_and_counted(manifest_set):
         (["images/0.png", "irs/0.wav", "training", "a"], "line 3, column split: 'training' is not one of"),
         (["../outside.png", "irs/0.wav", "train", "a"], "line 3, column image: '../outside.png' leads outside"),
         (["/etc/passwd", "irs/0.wav", "train", "a"], "line 3, column image: '/etc/passwd' leads outside"),
+        (["images/0.png", "irs/\x00.wav", "train", "a"], "line 3, column ir: a path cannot contain a NUL"),
     ],
 )
 def test_manifest_cell_errors_name_the_line(tmp_path, row, message):
@@ -170,3 +173,20 @@ def test_colour_depth_map_is_a_bad_file(manifest_set):
     dataset = PairedDataset(manifest_set, "train", resolution=64, image_size=16)
     assert len(dataset) == 1
     assert dataset.skipped[0][0].endswith("0_depth.png") and "single-channel" in dataset.skipped[0][1]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    paths=st.lists(st.text(alphabet=st.characters(codec="utf-8"), max_size=12) | st.sampled_from(["a\x00b", "..", "/x"]),
+                   min_size=2, max_size=2),
+    split=st.sampled_from(["train", "val", "test", "", "Train"]) | st.text(max_size=5),
+    scene=st.text(alphabet="abc", min_size=1, max_size=5),
+)
+def test_any_manifest_cells_give_records_or_a_user_error(tmp_path, paths, split, scene):
+    _manifest(tmp_path, [[*paths, split, scene]])
+    try:
+        records = read_manifest(tmp_path / "manifest.csv")
+    except UserError:
+        return
+    assert records[0].split in ("train", "val", "test")
+    assert records[0].image_path.is_relative_to(tmp_path.resolve())

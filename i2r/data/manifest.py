@@ -46,6 +46,8 @@ class PairRecord:
 
 
 def _resolve(cell: str, root: Path, allow_outside: bool, where: str, column: str) -> Path:
+    if "\x00" in cell:
+        raise UserError(f"{where}, column {column}: a path cannot contain a NUL character")
     path = Path(cell)
     resolved = (path if path.is_absolute() else root / path).resolve()
     if not allow_outside and not resolved.is_relative_to(root.resolve()):
