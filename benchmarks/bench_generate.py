@@ -9,7 +9,7 @@ of the resulting IRs, same seed), Griffin-Lim's T30 accuracy against its iterati
 the real IRs of ../shared/data, and the time of one training step of the small preset. Weights are random (speed does not depend on them); on a GPU
 (when present) the same table is repeated there.
 
-    .venv/bin/python benchmarks/bench_generate.py            # both presets, ~3-6 min on 2 loaded cores
+    .venv/bin/python benchmarks/bench_generate.py            # both presets: ~10 min on the 2 shared, loaded cores
     .venv/bin/python benchmarks/bench_generate.py --presets small --repeats 3
 """
 

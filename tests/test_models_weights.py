@@ -102,3 +102,22 @@ def test_monodepth_errors_name_the_problem(tmp_path):
     torch.save({**encoder_state, "height": 192, "width": 640}, folder / "encoder.pth")
     with pytest.raises(UserError, match=r"encoder.pth: does not fit the model: missing keys encoder\.fc\.bias"):
         load_monodepth(folder)
+
+
+def test_model_load_pretrained_fills_encoder_and_depth(tmp_path):
+    from i2r.models import Image2Reverb, ModelConfig
+
+    config = ModelConfig(name="tiny", resolution=32, encoder_arch="resnet18", image_size=64,
+                         g_fmap_base=256, g_fmap_max=16, d_fmap_base=256, d_fmap_max=16)
+    places = _randomised(resnet18(num_classes=365).state_dict())
+    depth = Monodepth2()
+    depth.load_state_dict(_randomised(depth.state_dict()))
+    _save_monodepth(tmp_path / "md", depth)
+    model = Image2Reverb(config)
+    model.load_pretrained(places365=_save_places(tmp_path, places), monodepth=tmp_path / "md")
+    assert torch.equal(model.encoder.resnet.fc.weight, places["fc.weight"])
+    assert torch.equal(model.encoder.resnet.conv1.weight[:, :3], places["conv1.weight"])
+    assert torch.equal(model.depth.decoder.decoder[10].conv.weight, depth.decoder.decoder[10].conv.weight)
+    no_depth = Image2Reverb(ModelConfig(**{**config.to_dict(), "depth_mode": "none"}))
+    with pytest.raises(UserError, match="no depth channel"):
+        no_depth.load_pretrained(monodepth=tmp_path / "md")
