@@ -51,9 +51,12 @@ def sample_bilinear(panorama: np.ndarray, longitude: np.ndarray, latitude: np.nd
     c0 %= width
     if panorama.ndim == 3:
         fc, fr = fc[..., None], fr[..., None]
-    data = panorama.astype(np.float64)
-    top = data[r0, c0] * (1 - fc) + data[r0, c1] * fc
-    bottom = data[r1, c0] * (1 - fc) + data[r1, c1] * fc
+    # Gather first, convert after: a 8192 x 4096 panorama is never copied to float64 whole.
+    def at(r, c):
+        return panorama[r, c].astype(np.float64)
+
+    top = at(r0, c0) * (1 - fc) + at(r0, c1) * fc
+    bottom = at(r1, c0) * (1 - fc) + at(r1, c1) * fc
     return top * (1 - fr) + bottom * fr
 
 
