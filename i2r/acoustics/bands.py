@@ -159,6 +159,8 @@ class FilterBank:
         self.device = device
         if device is None:
             self.spectrum = sp_fft.rfft(x, n=self.n_fft, axis=-1)
+            # reused for every band: a fresh chunk-sized array each time costs page faults
+            self._weighted = np.empty_like(self.spectrum)
         else:
             import torch
 
@@ -180,7 +182,8 @@ class FilterBank:
     def _apply(self, magnitude: np.ndarray):
         magnitude = magnitude.astype(np.float32)
         if self.device is None:
-            return sp_fft.irfft(self.spectrum * magnitude, n=self.n_fft, axis=-1)[..., : self.n]
+            weighted = np.multiply(self.spectrum, magnitude, out=self._weighted)
+            return sp_fft.irfft(weighted, n=self.n_fft, axis=-1, overwrite_x=True)[..., : self.n]
         import torch
 
         weighted = self.spectrum * torch.from_numpy(magnitude).to(self.device)

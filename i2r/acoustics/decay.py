@@ -45,18 +45,18 @@ class LundebySettings:
     cells). 2.5 ms still gives >= 3 frames per 10 dB down to T = 0.1 s."""
 
 
-def _is_tensor(x) -> bool:
+def is_tensor(x) -> bool:
     """A torch tensor (the optional device path: ``AnalysisConfig.device``)."""
     return type(x).__module__.split(".")[0] == "torch"
 
 
 def _numpy(x) -> np.ndarray:
-    return x.detach().cpu().numpy() if _is_tensor(x) else x
+    return x.detach().cpu().numpy() if is_tensor(x) else x
 
 
 def _like(array: np.ndarray, reference):
     """``array`` as a tensor on ``reference``'s device and dtype when that is a tensor."""
-    if not _is_tensor(reference):
+    if not is_tensor(reference):
         return array
     import torch
 
@@ -66,7 +66,7 @@ def _like(array: np.ndarray, reference):
 
 def first_index_of_max(x) -> np.ndarray:
     """``argmax`` along the last axis (first maximum), NumPy array or tensor -> ``(batch,)`` int."""
-    return _numpy(x.argmax(-1)) if _is_tensor(x) else np.argmax(x, axis=-1)
+    return _numpy(x.argmax(-1)) if is_tensor(x) else np.argmax(x, axis=-1)
 
 
 def onset_index(energy, threshold_db: float = -20.0) -> np.ndarray:
@@ -75,7 +75,7 @@ def onset_index(energy, threshold_db: float = -20.0) -> np.ndarray:
     ``energy``: ``(batch, n)`` squared pressure (NumPy array or torch tensor). Returns
     ``(batch,)`` int.
     """
-    if _is_tensor(energy):
+    if is_tensor(energy):
         peak = energy.amax(dim=-1, keepdim=True)
         return first_index_of_max((energy >= peak * 10.0 ** (threshold_db / 10.0)).to(energy.dtype))
     peak = energy.max(axis=-1, keepdims=True)
@@ -128,8 +128,12 @@ class EnergySums:
     def __init__(self, energy: np.ndarray | None, hop: int = 1, cells: np.ndarray | None = None):
         self.energy, self.hop = energy, int(hop)
         self.n = energy.shape[-1] if energy is not None else cells.shape[-1] - 1
-        self.cells = self._cell_prefix(np.ones(self.hop)) if cells is None else cells
         self._moments = None
+        if cells is None:
+            # one pass over the energy for both the sums and the within-cell first moments
+            weights = np.stack([np.ones(self.hop), np.arange(self.hop, dtype=float)], axis=-1)
+            cells, self._within = self._cell_prefix(weights)
+        self.cells = cells
 
     @classmethod
     def from_prefix(cls, cs: np.ndarray) -> "EnergySums":
@@ -139,19 +143,21 @@ class EnergySums:
     def total(self) -> np.ndarray:
         return self.cells[:, -1]
 
-    def _cell_prefix(self, weights: np.ndarray) -> np.ndarray:
-        """Prefix sums (float64) over cells of ``sum_r weights[r] * energy[cell * hop + r]``;
-        the last cell may be short. One contiguous matrix-vector product per row."""
+    def _cell_prefix(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per cell, ``sum_r weights[r, w] * energy[cell * hop + r]`` for the two weight columns
+        ``w`` (the last cell may be short), in one matrix product over the energy; returns the
+        prefix sums of column 0 ``(batch, n_cells + 1)`` and the per-cell values of column 1
+        ``(batch, n_cells)``, float64."""
         batch, n, hop = self.energy.shape[0], self.n, self.hop
         full = n // hop
-        weights = _like(weights.astype(np.float32 if _is_tensor(self.energy) else self.energy.dtype), self.energy)
-        per_cell = np.zeros((batch, -(-n // hop)))
+        weights = _like(weights.astype(np.float32 if is_tensor(self.energy) else self.energy.dtype), self.energy)
+        per_cell = np.zeros((batch, -(-n // hop), 2))
         per_cell[:, :full] = _numpy(self.energy[:, : full * hop].reshape(batch, full, hop) @ weights)
         if n > full * hop:
             per_cell[:, -1] = _numpy(self.energy[:, full * hop:] @ weights[: n - full * hop])
-        out = np.zeros((batch, per_cell.shape[-1] + 1))
-        np.cumsum(per_cell, axis=-1, out=out[:, 1:])
-        return out
+        out = np.zeros((batch, per_cell.shape[1] + 1))
+        np.cumsum(per_cell[..., 0], axis=-1, out=out[:, 1:])
+        return out, per_cell[..., 1]
 
     def _partial(self, index: np.ndarray, weight) -> np.ndarray:
         """Sum of ``weight(sample) * energy`` over the partial cell before each ``index``."""
@@ -174,9 +180,8 @@ class EnergySums:
     def moment_before(self, index) -> np.ndarray:
         """Exact ``sum(j * energy[b, j] for j < index[b])``, for the centre time."""
         if self._moments is None:
-            within = self._cell_prefix(np.arange(self.hop, dtype=float))
             starts = self.hop * np.arange(self.cells.shape[-1] - 1, dtype=float)
-            per_cell = np.diff(self.cells, axis=-1) * starts + np.diff(within, axis=-1)
+            per_cell = np.diff(self.cells, axis=-1) * starts + self._within
             self._moments = np.zeros_like(self.cells)
             np.cumsum(per_cell, axis=-1, out=self._moments[:, 1:])
         index = np.clip(np.asarray(index), 0, self.n)

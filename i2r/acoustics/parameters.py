@@ -22,9 +22,9 @@ import numpy as np
 
 from i2r.acoustics.bands import (FilterBank, band_centres, band_edges, highpass_ringing_time,
                                  ringing_time)
-from i2r.acoustics.decay import (EnergySums, LundebySettings, Truncation, cumulative_energy,
-                                 decay_curve_db, first_index_of_max, level_crossings, lundeby,
-                                 onset_index, remaining_energy)
+from i2r.acoustics.decay import (EnergySums, LundebySettings, Truncation, is_tensor,
+                                 cumulative_energy, decay_curve_db, first_index_of_max,
+                                 level_crossings, lundeby, onset_index, remaining_energy)
 from i2r.errors import UserError
 
 BAND_KEYS = ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s")
@@ -82,7 +82,7 @@ class AnalysisConfig:
     silent_band_db: float = -60.0
     direct_window_s: float = 0.0025
     device: str | None = None
-    chunk_samples: int = 2**23
+    chunk_samples: int = 2**22
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -250,12 +250,19 @@ def _fit_decay_time(curve_db, prefix, reach_limit, hop, fs, start_db, end_db):
     return seconds, end < reach_limit
 
 
-def _measure_band(signal: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
+def _squared(signal):
+    """``signal ** 2`` in place: a band signal is a fresh array (or tensor) used only for its
+    energy, and a new array of a whole chunk would cost more in page faults than the squaring itself."""
+    if is_tensor(signal):
+        return signal.square_()
+    return np.square(signal, out=signal)
+
+
+def _measure_band(energy: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
                   noise_handling: bool = True, direct_window_s: float | None = None) -> _BandResult:
-    """All quantities of one band for the whole batch; ``signal``: ``(batch, n)``.
+    """All quantities of one band for the whole batch; ``energy``: ``(batch, n)`` squared signal.
 
     With ``direct_window_s`` the DRR is measured too (broadband)."""
-    energy = signal * signal
     batch, n = energy.shape
     onset = onset_index(energy, config.onset_threshold_db)
     hop = _curve_hop(fs)
@@ -427,14 +434,14 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
     lower, upper = band_edges(config.bands, centres)
     ringing = ringing_time(lower, upper, config.filter_order)
     bank = FilterBank(x, fs, lower, upper, config.filter_order, config.device)
-    broadband_signal = bank.highpass(lower[0]) if len(lower) else x
-    broadband_result = _measure_band(broadband_signal, fs, config, ranges, noise_handling,
+    broadband_energy = _squared(bank.highpass(lower[0])) if len(lower) else x * x
+    broadband_result = _measure_band(broadband_energy, fs, config, ranges, noise_handling,
                                      config.direct_window_s)
     total = broadband_result.energy
     notes = [(i, "the impulse response is all zeros; every value is NaN") for i in np.flatnonzero(~(total > 0))]
     bands = []
     for k, hz in enumerate(centres):
-        result = _measure_band(bank.band(k), fs, config, ranges, noise_handling)
+        result = _measure_band(_squared(bank.band(k)), fs, config, ranges, noise_handling)
         bands.append((_apply_checks(result, total, config, ranges, _band_label(hz), notes, ringing[k]), result))
     broadband_ringing = highpass_ringing_time(lower[0], config.filter_order) if len(lower) else 0.0
     broadband = _apply_checks(broadband_result, total, config, ranges, "broadband", notes, broadband_ringing)
