@@ -187,6 +187,8 @@ def _add_train(sub):
     p.add_argument("--depth-weight", type=float, default=1.0, help="weight of that depth L1 (default: %(default)s)")
     p.add_argument("--amp", choices=("bf16", "fp16", "off"), default="bf16", help="CUDA mixed precision (default: %(default)s)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: %(default)s")
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads per process (default: 0, torch's choice; use 1 on busy shared cores)")
     p.add_argument("--num-workers", type=int, default=0, help="data loader workers per process (default: 0)")
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default: %(default)s)")
     p.add_argument("--log-every", type=int, default=10, help="steps between metric rows (default: %(default)s)")
@@ -401,7 +403,7 @@ def _add_generate(sub):
     p.add_argument("--apply", action="append", default=[], metavar="DRY.wav",
                    help="also convolve this dry signal with each IR (repeatable)")
     p.add_argument("--batch-size", type=int, default=8, help="images per batch (default: %(default)s)")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: %(default)s")
     p.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="network precision (default: bf16 where the hardware has it natively, else fp32)")
     p.add_argument("--griffin-lim-iters", type=int, default=8,

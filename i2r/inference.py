@@ -179,6 +179,12 @@ class GenerateConfig:
     precision: str | None = None
     griffin_lim_iters: int = 8
 
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.griffin_lim_iters < 0:
+            raise UserError(f"--griffin-lim-iters must be 0 or more, got {self.griffin_lim_iters}")
+
 
 @dataclass
 class GenerateSummary:

@@ -83,6 +83,9 @@ def test_generate_reports_bad_inputs_as_errors(tmp_path, checkpoint, images, cap
     assert capsys.readouterr().err.startswith("error: ")
     assert _generate(images, "--checkpoint", checkpoint, "--out", tmp_path / "o", "--depth", "far") == 2
     assert "depth mode 'far'" in capsys.readouterr().err
+    assert main(["generate", str(images), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "o"),
+                 "--batch-size", "0"]) == 2
+    assert "--batch-size must be at least 1" in capsys.readouterr().err
     twice = tmp_path / "twice"
     assert _generate(images / "room.jpg", images / "room.jpg", "--checkpoint", checkpoint, "--out", twice) == 0
     assert (twice / "room.wav").is_file() and (twice / "room_2.wav").is_file()
