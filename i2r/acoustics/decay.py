@@ -205,10 +205,16 @@ def _window_levels(sums: EnergySums, centres: np.ndarray, width: np.ndarray) -> 
     hop, cells = sums.hop, sums.cells
     last = cells.shape[-1] - 1
     half = (np.maximum(width, hop) / 2.0)[:, None]
-    lo = np.clip(np.round((centres - half) / hop), 0, last - 1).astype(np.intp)
-    hi = np.clip(np.round((centres + half) / hop), 1, last).astype(np.intp)
-    hi = np.maximum(hi, lo + 1)
-    total = np.take_along_axis(cells, hi, axis=-1) - np.take_along_axis(cells, lo, axis=-1)
+    # edges in cells, rounded and clipped in place (this runs once per Lundeby iteration on
+    # every frame of the batch), then read from the flattened prefix sums
+    lo = np.rint((centres - half) / hop)
+    np.clip(lo, 0, last - 1, out=lo)
+    hi = np.rint((centres + half) / hop)
+    np.clip(hi, 1, last, out=hi)
+    np.maximum(hi, lo + 1, out=hi)
+    rows = (np.arange(cells.shape[0]) * cells.shape[-1])[:, None]
+    flat = cells.ravel()
+    total = flat[hi.astype(np.intp) + rows] - flat[lo.astype(np.intp) + rows]
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where((total > 0) & (centres < sums.n), 10.0 * np.log10(total / ((hi - lo) * hop)), np.nan)
 
@@ -227,16 +233,15 @@ def range_line_fit(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray)
     out NaN points (silent frames).
 
     ``x``: ``(F,)``; ``y``: ``(batch, F)``. Returns intercepts, slopes ``(batch,)`` (NaN where
-    fewer than two points). Closed-form normal equations on masked sums.
+    fewer than two points). Closed-form normal equations on masked sums, taken as two matrix
+    products (one pass over the mask, one over the masked ``y``) rather than five reductions.
     """
     cols = np.arange(y.shape[-1])
     mask = (cols[None, :] >= lo[:, None]) & (cols[None, :] < hi[:, None])
     mask &= ~np.isnan(y)
-    count = mask.sum(axis=-1).astype(float)
-    sx = (mask * x).sum(axis=-1)
-    sy = np.where(mask, y, 0.0).sum(axis=-1)
-    sxx = (mask * x * x).sum(axis=-1)
-    sxy = np.where(mask, y * x, 0.0).sum(axis=-1)
+    powers = np.stack([np.ones_like(x), x, x * x], axis=-1)
+    count, sx, sxx = (mask.astype(float) @ powers).T
+    sy, sxy = (np.where(mask, y, 0.0) @ powers[:, :2]).T
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = (count * sxy - sx * sy) / (count * sxx - sx * sx)
         intercept = (sy - slope * sx) / count
