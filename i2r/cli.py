@@ -481,6 +481,8 @@ def _add_tsne_grid(sub):
     p.add_argument("--method", choices=["opentsne", "sklearn"], default="opentsne",
                    help="t-SNE implementation (default: %(default)s: Barnes-Hut below 10,000 points, FFT above)")
     p.add_argument("--jobs", type=int, default=1, help="t-SNE threads (default: %(default)s)")
+    p.add_argument("--iterations", type=int, default=250,
+                   help="openTSNE steps after early exaggeration, which takes half as many (default: %(default)s)")
     p.add_argument("--features", metavar="CSV", help="read T30s (file, image, t30_<Hz>_s columns) instead of measuring")
     p.set_defaults(func=_run_tsne_grid)
 
@@ -488,10 +490,10 @@ def _add_tsne_grid(sub):
 def _run_tsne_grid(args) -> int:
     from i2r.analysis.tsne_grid import TsneGridConfig, run_tsne_grid
 
-    if args.thumb < 1 or args.perplexity <= 0:
-        raise UserError("--thumb and --perplexity must be positive")
+    if args.thumb < 1 or args.perplexity <= 0 or args.iterations < 2 or args.jobs < 1:
+        raise UserError("--thumb, --perplexity, --jobs must be positive and --iterations at least 2")
     config = TsneGridConfig(perplexity=args.perplexity, seed=args.seed, thumb=args.thumb, method=args.method,
-                            n_jobs=args.jobs, features_csv=args.features)
+                            n_jobs=args.jobs, iterations=args.iterations, features_csv=args.features)
     result = run_tsne_grid(args.results_dir, args.out, config)
     s = result.summary
     sys.stdout.write(f"{args.out}: {s['n']} IRs on a {s['grid'][0]}x{s['grid'][1]} grid; "

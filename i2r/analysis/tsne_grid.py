@@ -49,8 +49,11 @@ class TsneGridConfig:
 
     ``perplexity`` is t-SNE's effective neighbour count (clipped to ``(n - 1) / 3`` for small
     sets); ``method`` ``"opentsne"`` (Barnes-Hut below 10,000 points, FFT-interpolated gradients
-    above) or ``"sklearn"`` (Barnes-Hut); ``thumb`` the
-    mosaic cell size in pixels; ``features_csv`` a table of T30 values that replaces measuring.
+    above) or ``"sklearn"`` (Barnes-Hut, its own 250 + 750 iterations); ``iterations`` openTSNE's
+    optimisation steps after the early-exaggeration phase, which takes half as many (openTSNE's
+    defaults are 500 and 250; 250 and 125 halve the time at the same trustworthiness, 0.9965 at
+    k = 10 on the benchmark's 4,096 points); ``thumb`` the mosaic cell size in pixels;
+    ``features_csv`` a table of T30 values that replaces measuring.
     """
 
     perplexity: float = 30.0
@@ -58,6 +61,7 @@ class TsneGridConfig:
     thumb: int = 32
     method: str = "opentsne"
     n_jobs: int = 1
+    iterations: int = 250
     features_csv: str | None = None
 
 
@@ -267,10 +271,12 @@ def embed(features: np.ndarray, config: TsneGridConfig) -> np.ndarray:
     from openTSNE import TSNE as OpenTSNE
 
     # FFT-interpolated gradients cost a fixed grid per iteration whatever n is: slower than
-    # Barnes-Hut below ~10k points (measured: 12 points 3.9 s vs 0.17 s; 4,096 points, see the benchmark).
+    # Barnes-Hut below ~10k points (measured on 2 loaded cores: 12 points 3.9 s vs 0.17 s; 4,096
+    # points 134 s vs 54 s, benchmarks/bench_tsne_grid.py).
     method = "fft" if n >= FFT_MIN_POINTS else "bh"
     return np.asarray(OpenTSNE(perplexity=perplexity, initialization="pca",
                                negative_gradient_method=method, random_state=config.seed,
+                               n_iter=config.iterations, early_exaggeration_iter=config.iterations // 2,
                                n_jobs=config.n_jobs).fit(features))
 
 
