@@ -209,3 +209,20 @@ def test_resume_with_another_world_size_is_refused(data, tmp_path, capsys):
 def test_resume_without_a_checkpoint_is_a_clean_error(data, tmp_path, capsys):
     assert main(["train", "--data", str(data), "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_places_weights_start_the_encoder_and_no_places_ignores_them(data, tmp_path, one_thread):
+    from i2r.models.resnet import ARCHITECTURES
+    from i2r.train import train
+
+    torch.manual_seed(123)
+    published = ARCHITECTURES["resnet18"](in_channels=3, num_classes=365).state_dict()
+    torch.save({"state_dict": {f"module.{k}": v for k, v in published.items()}}, tmp_path / "places.pth.tar")
+    key = "layer3.0.conv1.weight"
+    for flag in (False, True):
+        out = tmp_path / f"no_places_{flag}"
+        train(TrainConfig(data=str(data), out=str(out), resolution=32, image_size=64, batch_size=2, max_steps=1,
+                          no_depth=True, places_weights=str(tmp_path / "places.pth.tar"), no_places=flag))
+        trained = load(out / "last.pt")["model"][f"encoder.resnet.{key}"]
+        # One Adam step at lr 1e-5 moves each weight by at most ~1e-5.
+        assert torch.allclose(trained, published[key], atol=1e-4) != flag
