@@ -129,12 +129,27 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype else nullcontext
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype == torch.float16)
 
-    # ---- model: same seed on every rank, so every rank starts from the same weights --------------
+    # ---- configuration, and the checkpoint to resume (checked before anything slow) ----------------
     model_config = _model_config(cfg)
     checkpoint_path = out / "last.pt"
     ckpt = load_checkpoint(checkpoint_path, map_location="cpu") if cfg.resume else None
     if ckpt is not None:
         _check_resumable(ckpt, cfg, model_config, world, checkpoint_path)
+
+    # ---- data ----------------------------------------------------------------------------------
+    train_set = PairedDataset(cfg.data, "train", model_config.resolution, model_config.image_size)
+    if len(train_set) == 0:
+        raise UserError(f"{cfg.data}: the training split holds no pairs")
+    if cfg.depth_supervision and (cfg.no_depth or train_set.records[0].depth_path is None):
+        raise UserError(f"--depth-supervision needs a depth network (not --no-depth) and depth maps in the "
+                        f"data set (a 'depth' column in {cfg.data}'s manifest)")
+    val_set = _optional_split(cfg.data, "val", model_config)
+    steps_per_epoch = math.ceil(math.ceil(len(train_set) / world) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    if cfg.max_steps:
+        total_steps = min(total_steps, cfg.max_steps)
+
+    # ---- model: same seed on every rank, so every rank starts from the same weights --------------
     torch.manual_seed(cfg.seed)
     model = Image2Reverb(model_config)
     places = "" if cfg.no_places else cfg.places_weights
@@ -142,16 +157,6 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
     model.to(device).train()
     if master and not places and not cfg.no_places:
         tqdm.write("note: no --places-weights given: the encoder starts from random weights", file=sys.stderr)
-
-    # ---- data ----------------------------------------------------------------------------------
-    train_set = PairedDataset(cfg.data, "train", model_config.resolution, model_config.image_size)
-    if len(train_set) == 0:
-        raise UserError(f"{cfg.data}: the training split holds no pairs")
-    val_set = _optional_split(cfg.data, "val", model_config)
-    steps_per_epoch = math.ceil(math.ceil(len(train_set) / world) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
-    if cfg.max_steps:
-        total_steps = min(total_steps, cfg.max_steps)
 
     # ---- optimisers (Table 2) ------------------------------------------------------------------
     adam = dict(betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)

@@ -226,3 +226,11 @@ def test_places_weights_start_the_encoder_and_no_places_ignores_them(data, tmp_p
         trained = load(out / "last.pt")["model"][f"encoder.resnet.{key}"]
         # One Adam step at lr 1e-5 moves each weight by at most ~1e-5.
         assert torch.allclose(trained, published[key], atol=1e-4) != flag
+
+
+def test_depth_supervision_without_depth_maps_is_a_clean_error(data, capsys):
+    rows = (data / "manifest.csv").read_text().splitlines()
+    (data / "no_depth_maps.csv").write_text("\n".join(",".join(r.split(",")[:2] + r.split(",")[3:]) for r in rows))
+    status = main(["train", "--data", str(data / "no_depth_maps.csv"), "--out", str(data / "unused"),
+                   "--depth-supervision"])
+    assert status == 2 and "--depth-supervision needs" in capsys.readouterr().err
