@@ -234,3 +234,19 @@ def test_depth_supervision_without_depth_maps_is_a_clean_error(data, capsys):
     status = main(["train", "--data", str(data / "no_depth_maps.csv"), "--out", str(data / "unused"),
                    "--depth-supervision"])
     assert status == 2 and "--depth-supervision needs" in capsys.readouterr().err
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.marker,))
+
+
+def test_resume_from_a_tampered_checkpoint_is_refused(data, tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    torch.save({"format": "i2r-checkpoint", "version": 1, "config": _Payload(tmp_path / "code-ran")},
+               tmp_path / "run" / "last.pt")
+    assert main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--resume"]) == 2
+    assert "refused" in capsys.readouterr().err and not (tmp_path / "code-ran").exists()
