@@ -15,6 +15,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,12 +129,22 @@ class EnergySums:
     def __init__(self, energy: np.ndarray | None, hop: int = 1, cells: np.ndarray | None = None):
         self.energy, self.hop = energy, int(hop)
         self.n = energy.shape[-1] if energy is not None else cells.shape[-1] - 1
-        self._moments = None
+        self._moments = self._within = None
         if cells is None:
             # one pass over the energy for both the sums and the within-cell first moments
             weights = np.stack([np.ones(self.hop), np.arange(self.hop, dtype=float)], axis=-1)
             cells, self._within = self._cell_prefix(weights)
         self.cells = cells
+        self.rows = np.arange(cells.shape[0])
+        """Row of ``energy`` that each row of ``cells`` sums (all of them, or a :meth:`subset`)."""
+
+    def subset(self, rows: np.ndarray) -> "EnergySums":
+        """The sums of batch items ``rows`` only, for :meth:`before` and the cell prefix sums;
+        the per-sample energy is shared, not copied."""
+        part = copy.copy(self)
+        part.cells, part.rows, part._moments = self.cells[rows], self.rows[rows], None
+        part._within = None if self._within is None else self._within[rows]
+        return part
 
     @classmethod
     def from_prefix(cls, cs: np.ndarray) -> "EnergySums":
@@ -166,7 +177,7 @@ class EnergySums:
         start = (index // self.hop) * self.hop
         offsets = np.arange(self.hop)
         samples = start[..., None] + offsets
-        rows = np.arange(index.shape[0]).reshape((-1,) + (1,) * (index.ndim))
+        rows = self.rows.reshape((-1,) + (1,) * (index.ndim))
         picked = self.energy[_like(rows, self.energy), _like(np.minimum(samples, self.n - 1), self.energy)]
         values = _numpy(picked).astype(float) * weight(samples)
         return np.where(samples < index[..., None], values, 0.0).sum(axis=-1)
@@ -281,10 +292,13 @@ def lundeby(cs, onset: np.ndarray, fs: float,
     active = np.ones(len(onset), dtype=bool)
     for _ in range(settings.iterations):
         # Each item stops at its own convergence (so its result never depends on the batch);
-        # the loop ends when all have.
-        refined = _refine(frames, intercept, slope, noise_db, peak_frame, peak_db)
-        intercept, slope, noise, noise_db = (np.where(active, new, old) for new, old in
-                                             zip(refined, (intercept, slope, noise, noise_db)))
+        # only the items still moving are refined (most settle after 2-3 iterations), and the
+        # loop ends when all have.
+        rows = np.flatnonzero(active)
+        part = frames if len(rows) == len(onset) else frames.subset(rows)
+        refined = _refine(part, intercept[rows], slope[rows], noise_db[rows], peak_frame[rows], peak_db[rows])
+        for values, new in zip((intercept, slope, noise, noise_db), refined):
+            values[rows] = new
         previous, crosspoint = crosspoint, _crosspoint_s(intercept, slope, noise_db)
         active &= ~np.isclose(crosspoint, previous, rtol=0.0, atol=settings.hop_s, equal_nan=True)
         if not active.any():
@@ -308,6 +322,10 @@ class _Frames:
         self.times = offsets / fs
         self.centres = onset[:, None] + offsets[None, :]
         self.tail_start = sums.n - max(1, int(round(settings.noise_tail_fraction * sums.n)))
+
+    def subset(self, rows: np.ndarray) -> "_Frames":
+        """The frames of batch items ``rows`` only."""
+        return _Frames(self.sums.subset(rows), self.onset[rows], self.fs, self.settings)
 
     def levels(self, window: np.ndarray) -> np.ndarray:
         return _window_levels(self.sums, self.centres, window)
