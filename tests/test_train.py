@@ -116,9 +116,9 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(data, tmp_path, one
 def test_ablation_flags_and_time_budget(data, tmp_path, one_thread):
     from i2r.train import train
 
-    # A budget spent after the first step: the run stops there, with a checkpoint.
+    # A budget spent after the first step: the run stops there, with a checkpoint. (One loader worker.)
     summary = train(TrainConfig(data=str(data), out=str(tmp_path), resolution=32, image_size=64, batch_size=2,
-                                max_minutes=1e-9, log_every=1, no_depth=True, no_t60p=True))
+                                max_minutes=1e-9, log_every=1, no_depth=True, no_t60p=True, num_workers=1))
     state = load(tmp_path / "last.pt")
     assert summary["step"] == state["step"] == 1
     assert state["model"]["encoder.resnet.conv1.weight"].shape[1] == 3  # RGB only
