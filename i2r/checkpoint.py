@@ -106,6 +106,9 @@ def load_model(path: str | os.PathLike, device="cpu", preset: str | None = None)
     from i2r.models.weights import load_strict
 
     checkpoint = load_checkpoint(path, map_location="cpu")
+    missing = [key for key in ("model_config", "model", "spec_norm") if key not in checkpoint]
+    if missing:
+        raise UserError(f"{path}: the checkpoint lacks {', '.join(missing)}, so no model can be built from it")
     saved_preset = checkpoint.get("config", {}).get("preset")
     if preset is not None and saved_preset != preset:
         raise UserError(f"{path}: checkpoint was trained with preset {saved_preset!r}, expected {preset!r}")

@@ -134,3 +134,9 @@ def test_load_model_names_weights_that_do_not_fit(tmp_path):
     torch.save(checkpoint, tmp_path / "m.pt")
     with pytest.raises(UserError, match="m.pt"):
         load_model(tmp_path / "m.pt", "cpu")
+
+
+def test_load_model_names_missing_entries(tmp_path):
+    save_checkpoint({"step": 1}, tmp_path / "m.pt")
+    with pytest.raises(UserError, match="lacks model_config, model, spec_norm"):
+        load_model(tmp_path / "m.pt", "cpu")
