@@ -295,12 +295,13 @@ def _energy_parameters(sums: EnergySums, trunc, onset, fs) -> dict:
     """C50, C80 (dB), D50 and centre time Ts (s) from the noise-compensated energies (ISO 3382-1
     A.2): the energies after 50 ms, 80 ms and the onset are Schroeder integrals, and Ts's first
     moment counts the compensation's exponential tail (mean time ``crosspoint + tau``)."""
-    total = remaining_energy(sums, trunc, onset)
-    late50 = remaining_energy(sums, trunc, onset + round(0.050 * fs))
-    late80 = remaining_energy(sums, trunc, onset + round(0.080 * fs))
+    # the three Schroeder integrals and the two pairs of sums in one call each: (batch, k) indices
+    boundaries = onset[:, None] + np.array([0, round(0.050 * fs), round(0.080 * fs)])
+    total, late50, late80 = remaining_energy(sums, trunc, boundaries).T
     cp = trunc.crosspoint
-    first = sums.moment_before(cp) - sums.moment_before(onset)
-    measured = sums.before(cp) - sums.before(onset)
+    ends = np.stack([cp, onset], axis=-1)
+    first = np.subtract(*sums.moment_before(ends).T)
+    measured = np.subtract(*sums.before(ends).T)
     moment = first - onset * measured + trunc.tail * (cp - onset + trunc.tau)
     with np.errstate(divide="ignore", invalid="ignore"):
         return {"c50_db": 10.0 * np.log10((total - late50) / late50),
