@@ -93,3 +93,17 @@ def test_broadband_t60_is_mean_of_500_and_1000_hz():
     bands = np.array([125, 250, 500, 1000, 2000, 4000.0])
     t30 = np.array([[9, 9, 1.0, 2.0, 9, 9], [9, 9, np.nan, 3.0, 9, 9], [9, 9, np.nan, np.nan, 9, 9]])
     np.testing.assert_allclose(broadband_t60(t30, bands), [1.5, 3.0, np.nan])
+
+
+def test_eval_run_folder_is_read_through_per_example_csv(ir_folder, tmp_path, capsys):
+    run = tmp_path / "eval_run"
+    run.mkdir()
+    lines = ["index,image,ir_true,ir_generated,t60_true_s"]
+    lines += [f"{i},../irs/room{i:02d}.png,x.wav,../irs/room{i:02d}.wav,1.0" for i in range(0, 10, 2)]
+    (run / "per_example.csv").write_text("\n".join(lines) + "\n")
+    assert main(["tsne-grid", str(run), "--out", str(tmp_path / "out"), "--thumb", "4"]) == 0
+    assert "5 IRs on a 2x3 grid" in capsys.readouterr().out
+    with open(tmp_path / "out" / "assignments.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(r["file"].split("/")[-1] for r in rows) == [f"room{i:02d}.wav" for i in range(0, 10, 2)]
+    assert all(r["image"].endswith(".png") for r in rows)
