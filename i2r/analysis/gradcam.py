@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from i2r.errors import UserError
 from i2r.files import atomic_open
@@ -225,7 +227,8 @@ def compare_image(path: str, networks: dict[str, nn.Module],
 
 
 def run_gradcam(images: list[str], config: GradCamConfig) -> list[dict]:
-    """``i2r gradcam``: ``OUT/gradcam.csv`` (one row per image) and ``OUT/<stem>_gradcam.png``.
+    """``i2r gradcam``: ``OUT/gradcam.csv`` (one row per image), ``OUT/NNN_<stem>_gradcam.png``
+    panels (NNN = the image's position in ``images``) and ``OUT/config.json``.
 
     CSV columns: ``image, feature_<net>, score_<net>`` per network, and with ``--pretrained``
     ``ssim_maps, ssim_overlays, flagged`` (overlay SSIM < 0.98). Unreadable images are skipped
@@ -236,7 +239,8 @@ def run_gradcam(images: list[str], config: GradCamConfig) -> list[dict]:
         else {"finetuned": finetuned}
     out = Path(config.out)
     rows, failed = [], []
-    for index, path in enumerate(images):
+    for index, path in enumerate(tqdm(images, desc="Grad-CAM", unit="image", file=sys.stderr,
+                                      disable=len(images) < 2)):
         try:
             row, cams, rgb = compare_image(path, networks, config)
         except UserError as exc:
