@@ -31,7 +31,7 @@ from scipy.stats import spearmanr
 from tqdm import tqdm
 
 from i2r.acoustics import analyze, decay_time, t60p
-from i2r.audio import HOP, N_FFT, SAMPLE_RATE, ir_to_logspec, save_wav
+from i2r.audio import HOP, SAMPLE_RATE, ir_to_logspec, save_wav
 from i2r.errors import UserError
 from i2r.files import atomic_open, atomic_write_text
 
@@ -69,16 +69,25 @@ class EvalConfig:
             raise UserError(f"unknown T60 definition {self.t60_definition!r}; choose one of {sorted(T60_DEFINITIONS)}")
         if self.baseline not in (None, "nn"):
             raise UserError(f"unknown baseline {self.baseline!r}; the only baseline is 'nn'")
+        if self.places_weights and self.baseline != "nn":
+            raise UserError("Places365 weights are only used by the NN baseline: add --baseline nn")
         if self.batch_size < 1:
             raise UserError("batch size must be at least 1")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise UserError(f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N") from None
 
 
 # --- metrics of a pair of IRs --------------------------------------------------------------------
 
 
-def single_number_t60(irs: np.ndarray, definition: str, fs: int = SAMPLE_RATE) -> tuple[np.ndarray, list[str]]:
+def single_number_t60(irs: np.ndarray, definition: str, fs: int = SAMPLE_RATE,
+                      measured: dict | None = None) -> tuple[np.ndarray, list[str]]:
     """T60 in seconds of IRs ``(B, n_samples)`` under ``definition`` (see :data:`T60_DEFINITIONS`).
 
+    ``measured`` (the :func:`_measure` of ``irs``) saves the ``t30`` definition a second analysis.
     Returns ``(t60 (B,), reasons)`` where ``reasons[i]`` explains a NaN (empty when finite).
     """
     irs = np.asarray(irs, dtype=np.float64)
@@ -87,9 +96,9 @@ def single_number_t60(irs: np.ndarray, definition: str, fs: int = SAMPLE_RATE) -
         values = t60p(logspec.double(), frame_rate_hz=fs / HOP).numpy()
         return values, ["" if np.isfinite(v) else "T60p: no -25 dB crossing" for v in values]
     if definition == "t30":
-        params = analyze(irs, fs, bands="octave")
-        bands, per_band = params.bands_hz, params.t30_s
-        notes = [[w for w in item if _mentions_mid_band(w)] for item in params.warnings]
+        measured = measured if measured is not None else _measure(irs, fs)
+        bands, per_band = measured["bands_hz"], measured["t30_s"]
+        notes = [[w for w in item if _mentions_mid_band(w)] for item in measured["warnings"]]
     else:
         # irStats: plain Schroeder integral over the whole file, fit 0 to -60 dB, no range check.
         bands, per_band, _ = decay_time(irs, fs, bands="octave", start_db=0.0, end_db=-60.0,
@@ -184,16 +193,22 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
-def _process_group() -> tuple[int, int]:
-    """(rank, world size); joins the ``torchrun`` process group when launched under it."""
+def _process_group(device: torch.device) -> tuple[int, int, bool]:
+    """(rank, world size, joined); joins the ``torchrun`` process group when launched under it
+    (NCCL for a CUDA ``device``, else gloo).
+
+    ``joined`` says this call created the group, so the caller must destroy it when done (a
+    group that a caller such as the trainer opened is left to its owner).
+    """
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    joined = world > 1 and not dist.is_initialized()
+    if joined:
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
     if dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+        return dist.get_rank(), dist.get_world_size(), joined
+    return 0, 1, joined
 
 
 def _gather(records: list, rank: int, world: int) -> list:
@@ -209,9 +224,14 @@ def _gather(records: list, rank: int, world: int) -> list:
     return sorted((r for part in gathered for r in part), key=lambda r: r["index"])
 
 
+def _example_seed(seed: int, index: int) -> int:
+    """The random seed of data set example ``index`` in a run seeded ``seed``."""
+    return seed * 1_000_003 + int(index)
+
+
 def _example_noise(model, indices, seed: int, device) -> torch.Tensor:
     """Noise ``(B, 147)`` drawn per example from ``(seed, index)``: independent of batching and sharding."""
-    rows = [torch.randn(model.config.noise_dim, generator=torch.Generator().manual_seed(seed * 1_000_003 + int(i)))
+    rows = [torch.randn(model.config.noise_dim, generator=torch.Generator().manual_seed(_example_seed(seed, i)))
             for i in indices]
     return torch.stack(rows).to(device)
 
@@ -219,9 +239,10 @@ def _example_noise(model, indices, seed: int, device) -> torch.Tensor:
 def generate_examples(model, norm, images: torch.Tensor, indices, seed: int, depth_mode):
     """Generate IRs for dataset examples ``indices`` from ``images`` ``(B, 3, H, W)`` in [0, 1].
 
-    Each example's noise comes from ``(seed, index)``, so a report can regenerate exactly what an
-    evaluation measured. Returns ``(output (B, 1, R, R) normalised, logspec (B, 1, R, R) raw log|X|,
-    irs (B, 130977) float32 NumPy at 22,050 Hz, depth (B, 1, H, W) or None)``.
+    Each example's noise and Griffin-Lim starting phase come from ``(seed, index)``, so the result
+    does not depend on batching or on the ``torchrun`` sharding, and a report can regenerate
+    exactly what an evaluation measured. Returns ``(output (B, 1, R, R) normalised, logspec
+    (B, 1, R, R) raw log|X|, irs (B, 130977) float32 NumPy at 22,050 Hz, depth (B, 1, H, W) or None)``.
     """
     from i2r.audio import logspec_to_ir
 
@@ -229,26 +250,17 @@ def generate_examples(model, norm, images: torch.Tensor, indices, seed: int, dep
         features, depth = model.encode(images, depth_mode)
         output = model.generate(features, _example_noise(model, indices, seed, images.device))
         logspec = norm.denormalize(output)
-        irs = logspec_to_ir(logspec.squeeze(1).float().cpu()).numpy()
+        spectrograms = logspec.squeeze(1).float().cpu()
+        irs = np.stack([logspec_to_ir(spec, seed=_example_seed(seed, i)).numpy()
+                        for spec, i in zip(spectrograms, indices)])
     return output, logspec, irs, depth
 
 
-def _measure(irs: np.ndarray) -> dict:
-    """Per-example acoustic parameters of IRs ``(B, 130977)`` at 22,050 Hz, octave bands."""
-    params = analyze(irs, SAMPLE_RATE, bands="octave")
+def _measure(irs: np.ndarray, fs: int = SAMPLE_RATE) -> dict:
+    """Per-example acoustic parameters of IRs ``(B, n_samples)``, octave bands (ISO 3382-1)."""
+    params = analyze(irs, fs, bands="octave")
     return {"bands_hz": params.bands_hz, "t30_s": params.t30_s, "edt_s": params.edt_s,
             "c50_db": params.c50_db, "drr_db": params.drr_db, "warnings": params.warnings}
-
-
-def _single_numbers(irs: np.ndarray, measured: dict, definition: str) -> tuple[np.ndarray, list[str]]:
-    if definition != "t30":
-        return single_number_t60(irs, definition)
-    columns = [int(np.argmin(np.abs(measured["bands_hz"] - hz))) for hz in MID_BANDS_HZ]
-    values = measured["t30_s"][:, columns].mean(axis=1)
-    reasons = ["" if np.isfinite(v) else ("; ".join(w for w in warns if _mentions_mid_band(w))
-                                          or "the 500 Hz / 1 kHz decay is not measurable")
-               for v, warns in zip(values, measured["warnings"])]
-    return values, reasons
 
 
 def _batches(indices, size):
@@ -258,7 +270,7 @@ def _batches(indices, size):
 
 def _evaluate_shard(model, norm, dataset, indices, config: EvalConfig, device, wav_dir: Path | None) -> list[dict]:
     """Generate and measure the examples ``indices`` of ``dataset``; one record per example."""
-    depth_mode = config.depth if config.depth is not None else model.config.depth_mode
+    depth_mode = model.resolve_depth_mode(config.depth)
     records = []
     progress = tqdm(total=len(indices), desc="eval", unit="ex", disable=None, file=None)
     for batch in _batches(list(indices), config.batch_size):
@@ -268,8 +280,8 @@ def _evaluate_shard(model, norm, dataset, indices, config: EvalConfig, device, w
         output, logspec, irs_gen, _ = generate_examples(model, norm, images, batch, config.seed, depth_mode)
         irs_true = np.stack([np.asarray(item["ir"], dtype=np.float64) for item in items])
         true_m, gen_m = _measure(irs_true), _measure(irs_gen)
-        t60_true, true_reasons = _single_numbers(irs_true, true_m, config.t60_definition)
-        t60_gen, gen_reasons = _single_numbers(irs_gen, gen_m, config.t60_definition)
+        t60_true, true_reasons = single_number_t60(irs_true, config.t60_definition, measured=true_m)
+        t60_gen, gen_reasons = single_number_t60(irs_gen, config.t60_definition, measured=gen_m)
         lsd = log_spectral_distance_db(logspec.float(), target.float()).flatten(1).mean(1).cpu().numpy()
         l1 = (output.float() - norm.normalize(target).float()).abs().flatten(1).mean(1).cpu().numpy()
         rho = mfcc_spearman(irs_gen, irs_true)
@@ -301,37 +313,46 @@ def _evaluate_shard(model, norm, dataset, indices, config: EvalConfig, device, w
 # --- nearest-neighbour baseline --------------------------------------------------------------------
 
 
-def _embedder(config: EvalConfig, model, device):
-    """(name, function images (B, 3, H, W) in [0, 1] -> embeddings (B, D)) for the NN baseline.
+def nn_embedder(config: EvalConfig, model, device):
+    """(description, function images (B, 3, H, W) in [0, 1] -> embeddings (B, D)) for the NN baseline.
 
-    With ``places_weights`` this is the paper's baseline: the pooled 2048-d features of the
-    Places365 ResNet-50. Without them (no download is possible here) the checkpoint's own scene
-    encoder is used, which makes the baseline stronger, not weaker: it sees what the model sees.
+    With ``places_weights`` this is the paper's baseline: the pooled features of the published
+    Places365 ResNet (``resnet50_places365.pth.tar``, 2048-d, or ``resnet18_places365.pth.tar``,
+    512-d; the architecture is read from the file), on ImageNet-normalised 224 x 224 images.
+    Without them (no download is possible here) the checkpoint's own scene encoder is used, which
+    makes the baseline stronger, not weaker: it sees what the model sees. Built before any
+    generation, so a bad weights file fails at once.
     """
-    from i2r.models.image2reverb import IMAGENET_MEAN, IMAGENET_STD
-    from i2r.models.resnet import resnet50
-    from i2r.models.weights import load_places365
-
     if config.places_weights:
-        net = resnet50(in_channels=3, num_classes=365)
-        load_places365(config.places_weights, net)
-        net.fc = torch.nn.Identity()
-        net = net.to(device).eval()
-        mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-
-        def embed(images):
-            images = torch.nn.functional.interpolate(images, size=(224, 224), mode="bilinear", align_corners=False)
-            return net((images - mean) / std)
-
-        return "Places365 ResNet-50 pooled features (2048-d)", embed
-
-    depth_mode = config.depth if config.depth is not None else model.config.depth_mode
+        return _places365_embedder(config.places_weights, device)
+    depth_mode = model.resolve_depth_mode(config.depth)
 
     def embed(images):
         return model.encode(images, depth_mode)[0]
 
     return "the checkpoint's scene encoder (365-d; no Places365 weights given)", embed
+
+
+def _places365_embedder(path: str, device):
+    from i2r.models.image2reverb import IMAGENET_MEAN, IMAGENET_STD
+    from i2r.models.resnet import resnet18, resnet50
+    from i2r.models.weights import load_places365, read_weights
+
+    # Bottleneck blocks (conv3) mean ResNet-50; the file is read again by the strict loader.
+    deep = any(key.endswith("layer1.0.conv3.weight") for key in read_weights(path).get("state_dict", {}))
+    net = (resnet50 if deep else resnet18)(in_channels=3, num_classes=365)
+    load_places365(path, net)
+    width = net.fc.in_features
+    net.fc = torch.nn.Identity()
+    net = net.to(device).eval()
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
+
+    def embed(images):
+        images = torch.nn.functional.interpolate(images, size=(224, 224), mode="bilinear", align_corners=False)
+        return net((images - mean) / std)
+
+    return f"Places365 ResNet-{50 if deep else 18} pooled features ({width}-d)", embed
 
 
 def _embed_all(dataset, indices, embed, batch_size, device, desc) -> torch.Tensor:
@@ -343,22 +364,23 @@ def _embed_all(dataset, indices, embed, batch_size, device, desc) -> torch.Tenso
     return torch.cat(rows)
 
 
-def nearest_neighbour_baseline(config: EvalConfig, model, train_set, test_set, records, device) -> str:
-    """Add ``ir_nn``, ``t60_nn_s`` and ``t60_nn_error_pct`` to ``records``: the training IR whose image
-    embedding is nearest (cosine) to the test image's. Returns the embedding's description."""
-    name, embed = _embedder(config, model, device)
+def nearest_neighbour_baseline(embed, train_set, test_set, records: list[dict], config: EvalConfig, device) -> None:
+    """Add ``ir_nn``, ``t60_nn_s`` and ``t60_nn_error_pct`` to ``records`` (those of ``test_set``): the
+    training IR whose image embedding (``embed``, see :func:`nn_embedder`) is nearest by cosine
+    similarity to the test image's, measured with ``config.t60_definition``."""
+    if not records:  # an empty shard: more processes than test examples
+        return
     train = _embed_all(train_set, range(len(train_set)), embed, config.batch_size, device, "nn: train")
     test = _embed_all(test_set, [r["index"] for r in records], embed, config.batch_size, device, "nn: test")
     nearest = (test @ train.T).argmax(dim=1).tolist()
     chosen = sorted(set(nearest))
     irs = np.stack([np.asarray(train_set[i]["ir"], dtype=np.float64) for i in chosen])
-    t60, _ = _single_numbers(irs, _measure(irs), config.t60_definition)
+    t60, _ = single_number_t60(irs, config.t60_definition)
     by_index = dict(zip(chosen, t60))
     for record, j in zip(records, nearest):
         record["ir_nn"] = str(train_set[j]["ir_path"])
         record["t60_nn_s"] = float(by_index[j])
         record["t60_nn_error_pct"] = float(percent_error(by_index[j], record["t60_true_s"]))
-    return name
 
 
 # --- summarising and writing -----------------------------------------------------------------------
@@ -398,7 +420,7 @@ def summarize(records: list[dict], config: EvalConfig) -> dict:
         "mfcc_spearman": error_stats([r["mfcc_spearman"] for r in kept]),
         "config": dataclasses.asdict(config),
     }
-    if kept and "t60_nn_error_pct" in kept[0]:
+    if config.baseline == "nn":
         metrics["baseline_nn"] = {"t60_error_pct": error_stats([r["t60_nn_error_pct"] for r in kept])}
     return metrics
 
@@ -476,34 +498,50 @@ def evaluate(config: EvalConfig) -> dict | None:
     """Run the evaluation of ``config``; returns the metrics on rank 0 (None on other ranks).
 
     Writes ``metrics.json``, ``per_example.csv``, ``t60_error.png``, ``t60_scatter.png`` (and
-    ``wavs/`` with ``save_wavs``) to ``config.out``.
+    ``wavs/`` with ``save_wavs``) to ``config.out``. Under ``torchrun`` every rank generates and
+    measures the examples ``rank, rank + world, ...``; rank 0 gathers them and writes everything
+    but the wavs, which each rank writes for its own examples.
     """
+    import torch.distributed as dist
+
+    device = resolve_device(config.device)
+    if device.type == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)  # NCCL's gather works on the current device
+    rank, world, joined = _process_group(device)
+    try:
+        return _evaluate(config, rank, world, device)
+    finally:
+        if joined:
+            dist.destroy_process_group()
+
+
+def _evaluate(config: EvalConfig, rank: int, world: int, device: torch.device) -> dict | None:
     from i2r.checkpoint import load_model
     from i2r.data.datasets import PairedDataset
 
-    rank, world = _process_group()
-    device = resolve_device(config.device)
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     model, norm, _ = load_model(config.checkpoint, device)
+    model.resolve_depth_mode(config.depth)  # a depth override the model cannot take fails before any work
     size = dict(resolution=model.config.resolution, image_size=model.config.image_size)
     test_set = PairedDataset(config.data, split=config.split, **size)
     if len(test_set) == 0:
         raise UserError(f"{config.data}: no usable '{config.split}' pairs to evaluate")
+    train_set = PairedDataset(config.data, split="train", **size) if config.baseline == "nn" else None
+    if train_set is not None and len(train_set) == 0:
+        raise UserError(f"{config.data}: the NN baseline needs 'train' pairs, found none")
+    embedding, embed = nn_embedder(config, model, device) if train_set is not None else (None, None)
     out = Path(config.out)
     wav_dir = out / "wavs" if config.save_wavs else None
     records = _evaluate_shard(model, norm, test_set, range(rank, len(test_set), world), config, device, wav_dir)
-    if config.baseline == "nn":
-        train_set = PairedDataset(config.data, split="train", **size)
-        if len(train_set) == 0:
-            raise UserError(f"{config.data}: the NN baseline needs 'train' pairs, found none")
-        embedding = nearest_neighbour_baseline(config, model, train_set, test_set, records, device)
+    if embed is not None:
+        nearest_neighbour_baseline(embed, train_set, test_set, records, config, device)
     records = _gather(records, rank, world)
     if rank != 0:
         return None
     metrics = summarize(records, config)
-    metrics["skipped_files"] = [{"path": str(p), "reason": r} for p, r in getattr(test_set, "skipped", [])]
-    if config.baseline == "nn":
+    metrics["depth_mode"] = config.depth if config.depth is not None else model.config.depth_mode
+    metrics["skipped_files"] = [{"path": str(p), "reason": r} for p, r in test_set.skipped]
+    if embedding is not None:
         metrics["baseline_nn"]["embedding"] = embedding
     out.mkdir(parents=True, exist_ok=True)
     write_per_example_csv(records, out / "per_example.csv")

@@ -38,22 +38,27 @@ class Block:
 
 
 def heading(text: str, level: int = 2) -> Block:
+    """A section heading of ``level`` 1-3."""
     return Block("heading", text=text, level=level)
 
 
 def paragraph(text: str) -> Block:
+    """A paragraph of plain text."""
     return Block("paragraph", text=text)
 
 
 def table(header, rows, caption: str = "", name: str = "") -> Block:
+    """A table; with ``name`` it is also written as ``<name>.tex`` by :func:`write_report`."""
     return Block("table", text=caption, header=list(header), rows=[list(r) for r in rows], name=name)
 
 
 def figure(path: str, caption: str = "") -> Block:
+    """An image file ``path`` relative to the report folder (embedded in the HTML)."""
     return Block("figure", text=caption, path=path)
 
 
 def audio(path: str, caption: str = "") -> Block:
+    """An audio file ``path`` relative to the report folder (a player in the HTML, a link in Markdown)."""
     return Block("audio", text=caption, path=path)
 
 
@@ -76,7 +81,13 @@ def save_figure(fig, out_dir: Path, stem: str) -> str:
     return f"{stem}.png"
 
 
+def _md_cell(value) -> str:
+    """A table cell's text with the pipes that would split it escaped."""
+    return str(value).replace("|", "\\|")
+
+
 def to_markdown(blocks: list[Block]) -> str:
+    """GitHub-flavoured Markdown of ``blocks``; figures and audio are linked, not embedded."""
     parts = []
     for b in blocks:
         if b.kind == "heading":
@@ -84,8 +95,8 @@ def to_markdown(blocks: list[Block]) -> str:
         elif b.kind == "paragraph":
             parts.append(b.text)
         elif b.kind == "table":
-            lines = ["| " + " | ".join(map(str, b.header)) + " |", "|" + "---|" * len(b.header)]
-            lines += ["| " + " | ".join(map(str, r)) + " |" for r in b.rows]
+            lines = ["| " + " | ".join(map(_md_cell, b.header)) + " |", "|" + "---|" * len(b.header)]
+            lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in b.rows]
             if b.text:
                 lines.append(f"\n*{b.text}*")
             parts.append("\n".join(lines))
@@ -96,8 +107,12 @@ def to_markdown(blocks: list[Block]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
+_IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".svg": "image/svg+xml",
+                ".gif": "image/gif", ".webp": "image/webp"}
+
+
 def _data_uri(path: Path) -> str:
-    mime = "image/png" if path.suffix.lower() == ".png" else "image/jpeg"
+    mime = _IMAGE_TYPES.get(path.suffix.lower(), "application/octet-stream")
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 

@@ -1,5 +1,6 @@
 """The ablation protocol, its statistics and its report."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -78,9 +79,133 @@ def test_report_has_tables_figures_and_latex(tmp_path):
     paths = write_ablation_report(protocol, tmp_path, errors, table3, depth, table5)
     markdown = Path(paths["markdown"]).read_text()
     assert "Table 3" in markdown and "Table 5" in markdown and "-T60p" in markdown
+    # Each Table 3 row has as many cells as the header, whose "|error|" must not split a cell.
+    lines = [l for l in markdown.splitlines() if l.startswith("| ")]
+    header_cells = lines[0].replace("\\|", "").count("|")
+    assert header_cells == 10 and all(l.replace("\\|", "").count("|") == header_cells for l in lines[:6])
     assert "data:image/png;base64," in Path(paths["html"]).read_text()
     assert {p.name for p in paths["latex"]} == {"table3.tex", "table5.tex"}
     assert r"\toprule" in (tmp_path / "table3.tex").read_text()
     for stem in ("fig8_t60_error_by_variant", "fig10_depth_steering"):
         assert (tmp_path / f"{stem}.png").stat().st_size > 1000
         assert (tmp_path / f"{stem}.pdf").stat().st_size > 1000
+
+
+# --- `i2r report --ablations` end to end ------------------------------------------------------------
+
+REPORT_FILES = ["report.md", "report.html", "table3.tex", "table5.tex"] + [
+    f"{stem}.{ext}" for stem in ("fig8_t60_error_by_variant", "fig10_depth_steering") for ext in ("png", "pdf")]
+
+
+def run_report(*argv) -> tuple[int, str, str]:
+    """``i2r report ...`` in this process: (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+
+    from i2r.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["report", *map(str, argv)])
+    return status, out.getvalue(), err.getvalue()
+
+
+def tiny_protocol(folder: Path, data: Path, variants: str, head: str = "", train: str = "") -> Path:
+    path = folder / "tiny.toml"
+    path.write_text(f'[protocol]\nname = "tiny"\ndata = "{data}"\nout = "report"\n{head}\n{train}\n{variants}')
+    return path
+
+
+def evaluations(stderr: str) -> tuple[list[str], list[str]]:
+    """(evaluations run, evaluations reused) as cached_evaluation reports them."""
+    lines = stderr.splitlines()
+    return ([l for l in lines if l.startswith("evaluating ")], [l for l in lines if l.startswith("reusing evaluation ")])
+
+
+def test_report_end_to_end_caches_every_evaluation(tiny_checkpoint, tiny_dataset, tmp_path):
+    """main + NN, estimated and constant-0 depth on the 2 val pairs: two evaluations, then none."""
+    import shutil
+
+    shutil.copy(tiny_checkpoint, tmp_path / "main.pt")
+    protocol = tiny_protocol(tmp_path, tiny_dataset, '[[variant]]\nname = "main"\ncheckpoint = "main.pt"\n'
+                             '[[variant]]\nname = "NN"\nbaseline_of = "main"\n',
+                             head='split = "val"\ndepth_settings = ["auto", "0"]')
+    status, stdout, stderr = run_report("--ablations", protocol)
+    assert status == 0, stderr
+    report = tmp_path / "report"
+    assert stdout == f"report: {report / 'report.md'}\n"
+    ran, reused = evaluations(stderr)
+    # NN comes with main's evaluation, and main's own depth mode (auto) is Table 5's first row.
+    assert len(ran) == 2 and not reused and "(depth 0)" in ran[1]
+    for name in REPORT_FILES:
+        assert (report / name).stat().st_size > 200, name
+    markdown = (report / "report.md").read_text()
+    for row in ("| main | ", "| NN | ", "| estimated | ", "| constant 0 | "):
+        assert row in markdown
+    table3 = json.loads((report / "cache" / ran[0].split()[-1].rsplit("/", 1)[-1] / "metrics.json").read_text())
+    stamps = {p: (p / "metrics.json").stat().st_mtime_ns for p in (report / "cache").iterdir()}
+    assert len(stamps) == 2 and table3["baseline_nn"]["t60_error_pct"]["n"] == 2
+
+    status, _, stderr = run_report("--ablations", protocol)
+    ran, reused = evaluations(stderr)
+    assert status == 0 and not ran and len(reused) == 2
+    assert {p: (p / "metrics.json").stat().st_mtime_ns for p in stamps} == stamps
+
+    depth0 = reused[1].split()[-1]
+    assert "(depth 0)" in reused[1]
+    shutil.rmtree(depth0)
+    status, _, stderr = run_report("--ablations", protocol)
+    ran, reused = evaluations(stderr)
+    assert status == 0 and len(ran) == 1 and ran[0].endswith(depth0) and len(reused) == 1
+
+
+def test_report_refuses_a_protocol_without_its_data(tmp_path):
+    protocol = tiny_protocol(tmp_path, tmp_path / "nowhere", '[[variant]]\nname = "main"\ncheckpoint = "m.pt"\n')
+    status, stdout, stderr = run_report("--ablations", protocol)
+    assert status == 2 and stdout == ""
+    assert stderr.startswith("error: ") and "nowhere does not exist" in stderr and stderr.count("\n") == 1
+
+
+def test_report_names_missing_checkpoints_and_bad_train_settings(tiny_dataset, tmp_path):
+    variants = '[[variant]]\nname = "main"\ncheckpoint = "runs/main/last.pt"\n'
+    status, _, stderr = run_report("--ablations", tiny_protocol(tmp_path, tiny_dataset, variants))
+    assert status == 2 and "no checkpoint for variant(s) ['main']" in stderr
+    protocol = tiny_protocol(tmp_path, tiny_dataset, variants, train="[train]\nmax_stepz = 2\n")
+    status, _, stderr = run_report("--ablations", protocol, "--train")
+    assert status == 2 and "max_stepz" in stderr and "[train]" in stderr and stderr.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_report_trains_the_missing_variants_and_reuses_everything(tiny_dataset, tmp_path):
+    """The paper's study in miniature: main, -depth, -T60p, NN trained for 2 steps, 3 depth settings."""
+    import shutil
+
+    variants = "".join(f'[[variant]]\nname = "{name}"\ncheckpoint = "runs/{folder}/last.pt"\n{flags}'
+                       for name, folder, flags in [("main", "main", ""), ("-depth", "no_depth", "train = { no_depth = true }\n"),
+                                                   ("-T60p", "no_t60p", "train = { no_t60p = true }\n")])
+    variants += '[[variant]]\nname = "NN"\nbaseline_of = "main"\n'
+    train = ('[train]\npreset = "small"\nresolution = 32\nimage_size = 64\nmax_steps = 2\nbatch_size = 2\n')
+    protocol = tiny_protocol(tmp_path, tiny_dataset, variants, train=train)
+    status, _, stderr = run_report("--ablations", protocol, "--train")
+    assert status == 0, stderr[-3000:]
+    for folder in ("main", "no_depth", "no_t60p"):
+        assert (tmp_path / "runs" / folder / "last.pt").is_file()
+    ran, reused = evaluations(stderr)
+    assert len(ran) == 5 and not reused  # 3 checkpoints + depth 0 and 0.5 of main
+    report = tmp_path / "report"
+    for name in REPORT_FILES:
+        assert (report / name).stat().st_size > 200, name
+    markdown = (report / "report.md").read_text()
+    for row in ("| main | ", "| -depth | ", "| -T60p | ", "| NN | ", "| estimated | ", "| constant 0 | ",
+                "| constant 0.5 | "):
+        assert row in markdown
+    assert r"-T60p" in (report / "table3.tex").read_text()
+
+    status, _, stderr = run_report("--ablations", protocol)
+    ran, reused = evaluations(stderr)
+    assert status == 0 and not ran and len(reused) == 5
+    victim = Path(reused[1].split()[-1])
+    shutil.rmtree(victim)
+    status, _, stderr = run_report("--ablations", protocol)
+    ran, reused = evaluations(stderr)
+    assert status == 0 and len(ran) == 1 and ran[0].endswith(str(victim)) and len(reused) == 4

@@ -103,9 +103,12 @@ def load_protocol(path: str | Path) -> AblationProtocol:
         train=dict(raw.get("train", {})), synth=dict(raw.get("synth", {})), variants=variants)
     if protocol.main not in names:
         raise UserError(f"{path}: the main variant {protocol.main!r} is not among the variants {names}")
+    with_checkpoint = [v.name for v in variants if v.checkpoint]
     for v in variants:
         if v.baseline_of and v.baseline_of not in names:
             raise UserError(f"{path}: variant {v.name!r} is the baseline of unknown variant {v.baseline_of!r}")
+        if v.baseline_of and v.baseline_of not in with_checkpoint:
+            raise UserError(f"{path}: variant {v.name!r} is the baseline of {v.baseline_of!r}, which has no checkpoint")
     return protocol
 
 
@@ -117,28 +120,33 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def cached_evaluation(config: EvalConfig, cache_root: Path) -> Path:
+def cached_evaluation(config: EvalConfig, cache_root: Path, label: str = "") -> Path:
     """Evaluate ``config`` unless the same checkpoint (by content) and settings were evaluated before.
 
-    Returns the folder that holds ``metrics.json`` and ``per_example.csv``.
+    Returns the folder that holds ``metrics.json`` and ``per_example.csv``; says on stderr whether
+    it reused (``reusing evaluation``) or ran (``evaluating``) it. ``label`` names it in that line.
     """
     settings = {k: v for k, v in vars(config).items() if k not in ("checkpoint", "out", "device", "batch_size")}
     key = hashlib.sha256((_file_sha256(config.checkpoint) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
     folder = cache_root / key[:20]
     if (folder / "metrics.json").is_file():
-        print(f"reusing evaluation {folder}", file=sys.stderr)
+        print(f"reusing evaluation {label} {folder}", file=sys.stderr)
         return folder
+    print(f"evaluating {label} into {folder}", file=sys.stderr)
     config.out = str(folder)
     evaluate(config)
     return folder
 
 
 def read_errors(folder: Path, column: str = "t60_error_pct") -> dict[tuple, float]:
-    """Signed errors of an evaluation by example ``(image, ir_true)``; excluded examples are left out."""
+    """Signed errors of an evaluation by example ``(image, ir_true)``.
+
+    Examples whose ground truth is not measurable are left out; an example whose generated IR is
+    not measurable is kept as NaN, so tables can count it (the statistics drop it).
+    """
     with open(folder / "per_example.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    return {(r["image"], r["ir_true"]): float(r[column]) for r in rows
-            if not r.get("excluded_reason") and r.get(column) not in ("", None)}
+    return {(r["image"], r["ir_true"]): float(r[column] or "nan") for r in rows if not r.get("excluded_reason")}
 
 
 def bootstrap_ci(errors: np.ndarray, seed: int = 0, n: int = N_BOOTSTRAP) -> dict:
@@ -152,8 +160,8 @@ def bootstrap_ci(errors: np.ndarray, seed: int = 0, n: int = N_BOOTSTRAP) -> dic
 
 
 def paired_abs_test(errors: dict, reference: dict) -> dict:
-    """Wilcoxon signed-rank test of |error| against the reference's |error| on the shared examples."""
-    shared = sorted(set(errors) & set(reference))
+    """Wilcoxon signed-rank test of |error| against the reference's |error| on the examples both measured."""
+    shared = sorted(k for k in set(errors) & set(reference) if np.isfinite(errors[k]) and np.isfinite(reference[k]))
     a = np.abs([errors[k] for k in shared])
     b = np.abs([reference[k] for k in shared])
     if len(shared) < 2 or np.allclose(a, b):
@@ -163,8 +171,11 @@ def paired_abs_test(errors: dict, reference: dict) -> dict:
 
 
 def summarize_errors(errors: dict, reference: dict | None, seed: int) -> dict:
+    """:func:`i2r.evaluate.error_stats` of ``errors`` (NaN: generated IR not measurable, counted in
+    ``n_unmeasurable``), bootstrap CIs and, given the main model's errors, the paired test."""
     values = np.array(list(errors.values()), dtype=float)
     summary = error_stats(values)
+    summary["n_unmeasurable"] = int(np.sum(~np.isfinite(values)))
     summary["ci95"] = bootstrap_ci(values[np.isfinite(values)], seed)
     if reference is not None:
         summary["vs_main"] = paired_abs_test(errors, reference)
@@ -179,26 +190,44 @@ def _train_missing(protocol: AblationProtocol, variants: list[Variant]) -> None:
         if not v.checkpoint:
             continue
         out = Path(v.checkpoint).parent
-        settings = {**protocol.train, **v.train}
-        cfg = TrainConfig(data=protocol.data, out=str(out), resume=Path(v.checkpoint).is_file(), **settings)
+        settings = {**protocol.train, **v.train, "resume": Path(v.checkpoint).is_file()}
+        cfg = _make_config(TrainConfig, settings, f"{protocol.path}: [train] / variant {v.name!r}",
+                           data=protocol.data, out=str(out))
         print(f"training variant {v.name!r} into {out}", file=sys.stderr)
         train(cfg)
 
 
 def _ensure_data(protocol: AblationProtocol) -> None:
-    if Path(protocol.data).exists() or not protocol.synth:
+    """Make the protocol's synthetic data set when it is missing; a missing data set without a
+    ``[synth]`` section is a :class:`UserError`."""
+    if Path(protocol.data).exists():
         return
+    if not protocol.synth:
+        raise UserError(f"{protocol.path}: [protocol] data {protocol.data} does not exist (and the protocol has "
+                        "no [synth] section to make it)")
     from i2r.data.synthetic import SynthConfig, generate
 
     print(f"making the synthetic data set {protocol.data}", file=sys.stderr)
-    generate(SynthConfig(out=protocol.data, **protocol.synth))
+    generate(_make_config(SynthConfig, protocol.synth, f"{protocol.path}: [synth]", out=protocol.data))
+
+
+def _make_config(cls, settings: dict, where: str, **fixed):
+    """``cls(**fixed, **settings)`` where an unknown key is a :class:`UserError` naming ``where``."""
+    unknown = sorted((set(settings) - set(cls.__dataclass_fields__)) | (set(settings) & set(fixed)))
+    if unknown:
+        raise UserError(f"{where}: unknown or fixed setting(s) {unknown}; "
+                        f"allowed: {sorted(set(cls.__dataclass_fields__) - set(fixed))}")
+    return cls(**fixed, **settings)
 
 
 def run_ablations(protocol: AblationProtocol, train_missing: bool = False, out: str | None = None,
                   device: str = "auto") -> dict:
     """Evaluate every variant and depth setting of ``protocol`` and write the report.
 
-    Returns ``{"table3": {variant: summary}, "table5": {depth: summary}, "report": paths}``.
+    One evaluation per checkpoint (with the NN baseline when a variant is the baseline of it) and
+    one per depth setting of the main model that differs from its own depth mode: Table 3's main
+    row and Table 5's matching row are the same evaluation. Returns
+    ``{"table3": {variant: summary}, "table5": {depth: summary}, "report": paths}``.
     """
     _ensure_data(protocol)
     out_dir = Path(out or protocol.out)
@@ -210,22 +239,25 @@ def run_ablations(protocol: AblationProtocol, train_missing: bool = False, out: 
         raise UserError(f"no checkpoint for variant(s) {missing}; train them with `i2r report --ablations "
                         f"{protocol.path} --train` or fix the paths in the protocol")
     cache = out_dir / "cache"
+    with_nn = {v.baseline_of for v in protocol.variants if v.baseline_of}
 
-    def run(variant: Variant, depth: str | None = None, baseline: str | None = None) -> Path:
-        return cached_evaluation(EvalConfig(checkpoint=variant.checkpoint, data=protocol.data, split=protocol.split,
-                                            depth=depth, t60_definition=protocol.t60_definition, seed=protocol.seed,
-                                            batch_size=protocol.batch_size, baseline=baseline, device=device), cache)
+    def run(variant: Variant, depth: str | None = None) -> Path:
+        baseline = "nn" if variant.name in with_nn and depth is None else None
+        config = EvalConfig(checkpoint=variant.checkpoint, data=protocol.data, split=protocol.split, depth=depth,
+                            t60_definition=protocol.t60_definition, seed=protocol.seed,
+                            batch_size=protocol.batch_size, baseline=baseline, device=device)
+        return cached_evaluation(config, cache, f"{variant.name!r}" + (f" (depth {depth})" if depth else ""))
 
-    errors = {}
-    for v in protocol.variants:
-        if v.baseline_of:
-            errors[v.name] = read_errors(run(protocol.variant(v.baseline_of), baseline="nn"), "t60_nn_error_pct")
-        else:
-            errors[v.name] = read_errors(run(v))
+    folders = {v.name: run(v) for v in checkpointed}
+    errors = {v.name: read_errors(folders[v.baseline_of], "t60_nn_error_pct") if v.baseline_of
+              else read_errors(folders[v.name]) for v in protocol.variants}
     main = errors[protocol.main]
     table3 = {name: summarize_errors(e, None if name == protocol.main else main, protocol.seed)
               for name, e in errors.items()}
-    depth_errors = {d: read_errors(run(protocol.variant(protocol.main), depth=d)) for d in protocol.depth_settings}
+    own_depth = str(json.loads((folders[protocol.main] / "metrics.json").read_text()).get("depth_mode"))
+    depth_folders = {d: folders[protocol.main] if d == own_depth else run(protocol.variant(protocol.main), d)
+                     for d in protocol.depth_settings}
+    depth_errors = {d: read_errors(folder) for d, folder in depth_folders.items()}
     table5 = {d: summarize_errors(e, None, protocol.seed) for d, e in depth_errors.items()}
     paths = write_ablation_report(protocol, out_dir, errors, table3, depth_errors, table5)
     return {"table3": table3, "table5": table5, "report": {k: str(v) if not isinstance(v, list) else [str(p) for p in v]
@@ -264,20 +296,23 @@ def write_ablation_report(protocol: AblationProtocol, out_dir: Path, errors, tab
     for v in protocol.variants:
         s = table3[v.name]
         test = s.get("vs_main", {})
-        rows3.append([v.name, s["n"], format_number(s["mean"], signed=True), format_number(s["sd"]),
+        rows3.append([v.name, s["n"], s["n_unmeasurable"], format_number(s["mean"], signed=True), format_number(s["sd"]),
                       format_number(s["median"], signed=True), _ci(s["ci95"]["mean"]), _ci(s["ci95"]["sd"]),
                       format_number(test.get("p"), 4) if test else "(reference)"])
-    rows5 = [[DEPTH_LABELS.get(d, d), s["n"], format_number(s["mean"], signed=True), format_number(s["sd"]),
+    rows5 = [[DEPTH_LABELS.get(d, d), s["n"], s["n_unmeasurable"], format_number(s["mean"], signed=True), format_number(s["sd"]),
               format_number(s["median"], signed=True), _ci(s["ci95"]["mean"]), _ci(s["ci95"]["sd"])]
              for d, s in table5.items()]
-    header = ["variant", "n", "μ (%)", "σ (%)", "median (%)", "95 % CI μ", "95 % CI σ", "p (|error| vs main)"]
+    header = ["variant", "n", "unmeasurable", "μ (%)", "σ (%)", "median (%)", "95 % CI μ", "95 % CI σ",
+              "p (|error| vs main)"]
     fig8 = _violins(errors, "T60 error per variant (Fig. 8)", out_dir, "fig8_t60_error_by_variant")
     fig10 = _violins({DEPTH_LABELS.get(d, d): e for d, e in depth_errors.items()},
                      "T60 error under depth steering (Fig. 10)", out_dir, "fig10_depth_steering")
     blocks = [
         paragraph(f"Protocol: {protocol.path}; data: {protocol.data} (split {protocol.split}); T60 definition: "
                   f"{protocol.t60_definition}. Errors are (generated - true) / true x 100 per test example. "
-                  f"CIs: percentile bootstrap, {N_BOOTSTRAP} resamples. p: Wilcoxon signed-rank test of |error| "
+                  "n: examples with a measurable generated IR; unmeasurable: generated IRs without a measurable "
+                  "T60, left out of the statistics (test examples whose true T60 is not measurable are left out "
+                  f"entirely). CIs: percentile bootstrap, {N_BOOTSTRAP} resamples. p: Wilcoxon signed-rank test of |error| "
                   "against the main model on the same examples (two-sided)."),
         heading("Table 3: T60 error per variant"),
         table(header, rows3, "T60 error statistics per model variant", name="table3"),
