@@ -238,7 +238,8 @@ def _add_eval(sub):
     p.add_argument("--baseline", choices=("nn",), default=None,
                    help="also evaluate the nearest-neighbour baseline: the training IR whose image is closest")
     p.add_argument("--places-weights", default=None,
-                   help="Places365 ResNet-50 .pth.tar for the NN baseline's embedding (default: the checkpoint's encoder)")
+                   help="with --baseline nn: resnet50_places365.pth.tar (or resnet18_) whose pooled features embed "
+                   "the images, as in the paper (default: the checkpoint's own encoder)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="stdout format (default: %(default)s)")
     p.set_defaults(func=_run_eval)
