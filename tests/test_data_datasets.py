@@ -190,3 +190,39 @@ def test_any_manifest_cells_give_records_or_a_user_error(tmp_path, paths, split,
         return
     assert records[0].split in ("train", "val", "test")
     assert records[0].image_path.is_relative_to(tmp_path.resolve())
+
+
+def test_cached_items_equal_fresh_ones_and_are_copies(manifest_set):
+    cached = PairedDataset(manifest_set, "train", resolution=64, image_size=16)
+    fresh = PairedDataset(manifest_set, "train", resolution=64, image_size=16, cache=False)
+    assert cached._cache is not None and fresh._cache is None
+    first = cached[1]
+    first["image"].zero_()  # a caller's in-place change must not reach the cache
+    again, reference = cached[-1], fresh[1]
+    assert list(cached._cache) == [1]
+    for key in ("image", "logspec", "depth", "ir"):
+        assert torch.equal(again[key], reference[key])
+    assert again["image"].abs().sum() > 0
+    assert torch.equal(torch.cat(list(cached.iter_logspecs())), torch.cat(list(fresh.iter_logspecs())))
+
+
+def test_metric_depth_maps_become_log_depth(manifest_set):
+    from i2r.data.images import metric_depth_to_unit
+
+    assert metric_depth_to_unit(np.array([0.1, 0.5, 2.0, 65.535, 1e3]), 65.535).tolist() == pytest.approx(
+        [0.0, 0.0, np.log(4) / np.log(131.07), 1.0, 1.0])
+    rows = list(csv.reader(open(manifest_set / "manifest.csv")))
+    _manifest(manifest_set, [row + ["0.001", "65.535"] for row in rows[1:]], header=rows[0] + ["depth_scale_m", "depth_max_m"])
+    depth = PairedDataset(manifest_set, "train", resolution=64, image_size=20)[0]["depth"][0]  # 20x30 map: no resize
+    raw = np.asarray(Image.open(manifest_set / "images" / "0_depth.png"), dtype=np.float64)[:, 5:25]  # centre crop
+    np.testing.assert_allclose(depth.numpy(), metric_depth_to_unit(raw * 0.001, 65.535), atol=1e-4)
+    assert float(depth.max()) > 0.95  # 59.3 m in the crop's far corner, on a log scale up to 65.5 m
+
+
+def test_bad_depth_unit_cell_is_a_user_error(manifest_set):
+    rows = list(csv.reader(open(manifest_set / "manifest.csv")))
+    _manifest(manifest_set, [row + ["metres"] for row in rows[1:]], header=rows[0] + ["depth_scale_m"])
+    assert PairedDataset(manifest_set, "train", resolution=64, image_size=16)._cache is not None  # no depth_max_m: raw
+    _manifest(manifest_set, [row + ["metres", "65"] for row in rows[1:]], header=rows[0] + ["depth_scale_m", "depth_max_m"])
+    with pytest.raises(UserError, match="0_depth.png.*not numbers"):
+        PairedDataset(manifest_set, "train", resolution=64, image_size=16)

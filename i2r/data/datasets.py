@@ -12,13 +12,14 @@ and audio, tiny images and silent IRs are reported on stderr, listed in ``skippe
 from __future__ import annotations
 
 import logging
+import math
 import os
 from pathlib import Path
 
 import torch
 
 from i2r.audio import FULL_RESOLUTION, ir_to_logspec, load_ir
-from i2r.data.images import depth_array, load_depth, load_image, open_image
+from i2r.data.images import LOG_DEPTH_NEAR_M, depth_array, load_depth, load_image, open_image
 from i2r.data.manifest import MANIFEST_NAME, SPLITS, PairRecord, read_manifest
 from i2r.data.pix2pix import is_pix2pix, read_pix2pix
 from i2r.errors import UserError
@@ -26,6 +27,14 @@ from i2r.errors import UserError
 log = logging.getLogger(__name__)
 
 DEFAULT_IMAGE_SIZE = 224  # the ResNet-50 input size of the paper's encoder
+CACHE_BYTES = 512 * 2**20
+"""Decoded items of a split are kept in memory when all of them fit in this many bytes.
+
+Decoding one pair (PNG image and depth map, WAV, STFT) costs 50-100 ms on a CPU core, as much as
+a training step of the small preset at batch 8 spends on the network: at the demo's sizes
+(64 px images, 128x128 spectrograms: 0.13 MB a pair) a thousand pairs fit easily, while the
+paper's sizes (224 px, 512x512: 1.9 MB a pair) on a real data set do not, and stay uncached.
+"""
 
 
 def discover_pairs(source: str | os.PathLike, split: str, allow_outside: bool = False) -> list[PairRecord]:
@@ -85,12 +94,19 @@ class PairedDataset(torch.utils.data.Dataset):
     ``logspec`` float32 ``(1, R, R)``, the raw log|X| of :func:`i2r.audio.ir_to_logspec` at
     ``resolution`` (not normalised: the trainer applies its :class:`i2r.audio.SpectrogramNorm`);
     ``ir`` float32 ``(130977,)`` (22,050 Hz mono, 5.94 s, peak 1); ``depth`` float32
-    ``(1, S, S)`` in [0, 1] when the data set has depth maps; ``t60_s`` when it has them;
+    ``(1, S, S)`` in [0, 1] when the data set has depth maps (normalised log-depth when the
+    manifest has ``depth_scale_m`` and ``depth_max_m`` columns, see
+    :func:`i2r.data.images.metric_depth_to_unit`; else the PNG value / 255 or / 65535); ``t60_s`` when it has them;
     ``scene``, ``image_path``, ``ir_path`` as strings.
 
     ``skipped`` lists ``(path, reason)`` for every bad file left out (a pair is left out when
     any of its files is bad); ``records`` the usable pairs. With ``check_files=False`` the
     files are not opened up front (faster start; a bad file then raises in ``__getitem__``).
+
+    ``cache``: keep each decoded image, depth map and spectrogram in memory after its first use
+    (the IR itself is re-read: 0.5 MB a pair, and cheap to decode); ``None`` (default) caches
+    when the whole split fits in :data:`CACHE_BYTES`. Only the main process caches: DataLoader
+    workers are recreated every epoch, so what they cached would be thrown away.
     """
 
     def __init__(
@@ -102,6 +118,7 @@ class PairedDataset(torch.utils.data.Dataset):
         *,
         allow_outside: bool = False,
         check_files: bool = True,
+        cache: bool | None = None,
     ):
         super().__init__()
         self.source = Path(source)
@@ -117,17 +134,27 @@ class PairedDataset(torch.utils.data.Dataset):
             if self.skipped:
                 log.warning("%s (%s): skipped %d bad file(s):\n%s", source, split, len(self.skipped),
                             "\n".join(f"  {path}: {reason}" for path, reason in self.skipped))
+        for record in records:
+            if record.depth_path is not None:
+                _depth_units(record)  # a bad unit cell fails here, not mid-training
         self.records = records
+        if cache is None:
+            cache = len(records) * _pair_bytes(resolution, image_size) <= CACHE_BYTES
+        self._cache: dict[int, dict] | None = {} if cache else None
 
     def iter_logspecs(self):
-        """Yield the raw ``(1, R, R)`` log-spectrogram of each distinct IR once, without decoding
-        images: what :func:`i2r.audio.fit_spectrogram_norm` reads (every IR weighs the same,
-        however many photos it is paired with)."""
+        """Yield the raw ``(1, R, R)`` log-spectrogram of each distinct IR once: what
+        :func:`i2r.audio.fit_spectrogram_norm` reads (every IR weighs the same, however many
+        photos it is paired with). Images are decoded only when the data set caches them (they
+        will be needed anyway)."""
         seen = set()
-        for record in self.records:
+        for index, record in enumerate(self.records):
             if record.ir_path not in seen:
                 seen.add(record.ir_path)
-                yield ir_to_logspec(load_ir(record.ir_path), self.resolution).unsqueeze(0)
+                if self._cache is not None:
+                    yield self._decoded(index, None)["logspec"]
+                else:
+                    yield ir_to_logspec(load_ir(record.ir_path), self.resolution).unsqueeze(0)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -135,18 +162,48 @@ class PairedDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict:
         if not -len(self.records) <= index < len(self.records):
             raise IndexError(f"index {index} out of range for {len(self.records)} pairs")
+        index %= len(self.records)
         record = self.records[index]
         ir = torch.from_numpy(load_ir(record.ir_path))
-        item = {
-            "image": load_image(record.image_path, self.image_size),
-            "logspec": ir_to_logspec(ir, self.resolution).unsqueeze(0),
-            "ir": ir,
-            "scene": record.scene,
-            "image_path": str(record.image_path),
-            "ir_path": str(record.ir_path),
-        }
-        if record.depth_path is not None:
-            item["depth"] = load_depth(record.depth_path, self.image_size)
+        item = {name: tensor.clone() for name, tensor in self._decoded(index, ir).items()}
+        item |= {"ir": ir, "scene": record.scene, "image_path": str(record.image_path),
+                 "ir_path": str(record.ir_path)}
         if record.t60_s is not None:
             item["t60_s"] = record.t60_s
         return item
+
+    def _decoded(self, index: int, ir) -> dict:
+        """``image``, ``logspec`` (and ``depth``) of pair ``index``, from the cache when there
+        (``ir``: the decoded IR when the caller has it, else ``None``)."""
+        if self._cache is not None and index in self._cache:
+            return self._cache[index]
+        record = self.records[index]
+        ir = torch.from_numpy(load_ir(record.ir_path)) if ir is None else ir
+        decoded = {"image": load_image(record.image_path, self.image_size),
+                   "logspec": ir_to_logspec(ir, self.resolution).unsqueeze(0)}
+        if record.depth_path is not None:
+            decoded["depth"] = load_depth(record.depth_path, self.image_size, *_depth_units(record))
+        if self._cache is not None and torch.utils.data.get_worker_info() is None:
+            self._cache[index] = decoded
+        return decoded
+
+
+def _depth_units(record: PairRecord) -> tuple[float | None, float | None]:
+    """``(metres per PNG unit, depth of the largest value in metres)`` from a manifest row's
+    ``depth_scale_m`` and ``depth_max_m`` cells, or ``(None, None)`` when it has no such cells."""
+    cells = (record.extra.get("depth_scale_m"), record.extra.get("depth_max_m"))
+    if not all(cell and cell.strip() for cell in cells):
+        return None, None
+    try:
+        scale, maximum = (float(cell) for cell in cells)
+    except ValueError:
+        raise UserError(f"{record.depth_path}: depth_scale_m / depth_max_m {cells} are not numbers") from None
+    if not (math.isfinite(scale) and math.isfinite(maximum) and scale > 0 and maximum > LOG_DEPTH_NEAR_M):
+        raise UserError(f"{record.depth_path}: need depth_scale_m > 0 and depth_max_m > {LOG_DEPTH_NEAR_M} m, "
+                        f"got {cells}")
+    return scale, maximum
+
+
+def _pair_bytes(resolution: int, image_size: int) -> int:
+    """Bytes of one decoded pair in memory: float32 image (3 channels), depth map and spectrogram."""
+    return 4 * (4 * image_size**2 + resolution**2)

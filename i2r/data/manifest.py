@@ -7,7 +7,8 @@ One row per (image, IR) pair, UTF-8, with a header. Columns:
 - ``split`` -- ``train``, ``val`` or ``test``;
 - ``scene`` -- a name for the space (pairs of one space share it; used for grouping);
 - optional ``depth`` -- a ground-truth depth map PNG (8- or 16-bit greyscale; read as
-  value / 255 or value / 65535, so 0..1 -- a ``depth_scale_m`` column may say what one unit is);
+  value / 255 or value / 65535, so 0..1; with ``depth_scale_m`` (metres per unit) and
+  ``depth_max_m`` columns, as ``i2r synth`` writes, as normalised log-depth instead);
 - optional ``t60_s`` -- a ground-truth T60 in seconds.
 
 When an optional column is present every row must fill it. Other columns are kept as they are.
