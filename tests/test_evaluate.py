@@ -204,7 +204,8 @@ def places365_file(path, arch) -> dict:
     return state
 
 
-@pytest.mark.parametrize("arch_name, width", [("resnet18", 512), ("resnet50", 2048)])
+@pytest.mark.parametrize("arch_name, width",
+                         [("resnet18", 512), pytest.param("resnet50", 2048, marks=pytest.mark.slow)])
 def test_nn_baseline_with_places365_weights_uses_their_features(arch_name, width, tiny_dataset, tmp_path):
     from i2r.data.datasets import PairedDataset
     from i2r.models import resnet
