@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from i2r.analysis.ablations import (bootstrap_ci, load_protocol, paired_abs_test, summarize_errors,
-                                    write_ablation_report)
+from i2r.analysis.ablations import (bootstrap_ci, data_fingerprint, load_protocol, paired_abs_test,
+                                    summarize_errors, write_ablation_report)
 from i2r.errors import UserError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,3 +209,19 @@ def test_report_trains_the_missing_variants_and_reuses_everything(tiny_dataset, 
     status, _, stderr = run_report("--ablations", protocol)
     ran, reused = evaluations(stderr)
     assert status == 0 and len(ran) == 1 and ran[0].endswith(str(victim)) and len(reused) == 4
+
+
+def test_data_fingerprint_follows_the_manifest_or_the_files(tmp_path):
+    manifest = tmp_path / "manifest_set"
+    manifest.mkdir()
+    (manifest / "manifest.csv").write_text("image,ir,split,scene\n")
+    before = data_fingerprint(str(manifest))
+    assert data_fingerprint(str(manifest / "manifest.csv")) == before
+    (manifest / "manifest.csv").write_text("image,ir,split,scene\na.png,a.wav,test,a\n")
+    assert data_fingerprint(str(manifest)) != before
+    pix2pix = tmp_path / "pix2pix"
+    (pix2pix / "test_A").mkdir(parents=True)
+    (pix2pix / "test_A" / "a.png").write_bytes(b"x")
+    before = data_fingerprint(str(pix2pix))
+    (pix2pix / "test_A" / "b.png").write_bytes(b"y")
+    assert data_fingerprint(str(pix2pix)) != before

@@ -6,8 +6,8 @@ estimated depth vs. constant depth 0 and 0.5). The paper gave means and SDs only
 variant is also compared with the main model by a paired Wilcoxon signed-rank test on |error|
 (same test examples), and mu and sigma get percentile-bootstrap 95 % confidence intervals.
 
-Evaluations are cached under ``OUT/cache/<key>/`` with key = SHA-256 of the checkpoint file and of
-the evaluation settings: a re-run reuses finished evaluations, and because ``metrics.json`` is
+Evaluations are cached under ``OUT/cache/<key>/`` with key = SHA-256 of the checkpoint file, of the
+data set (:func:`data_fingerprint`) and of the evaluation settings: a re-run reuses finished evaluations, and because ``metrics.json`` is
 written last and atomically, a crash mid-run loses no finished result.
 """
 
@@ -120,6 +120,18 @@ def _file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
+def data_fingerprint(data: str) -> str:
+    """SHA-256 of what a data set is: its manifest CSV's bytes, or for other layouts (pix2pix) the
+    list of its files with sizes and modification times. A changed test set is a new evaluation."""
+    path = Path(data)
+    manifest = path / "manifest.csv" if path.is_dir() else path
+    if manifest.is_file():
+        return _file_sha256(str(manifest))
+    listing = sorted(f"{p.relative_to(path)}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}"
+                     for p in path.rglob("*") if p.is_file())
+    return hashlib.sha256("\n".join(listing).encode()).hexdigest()
+
+
 def cached_evaluation(config: EvalConfig, cache_root: Path, label: str = "") -> Path:
     """Evaluate ``config`` unless the same checkpoint (by content) and settings were evaluated before.
 
@@ -127,6 +139,7 @@ def cached_evaluation(config: EvalConfig, cache_root: Path, label: str = "") -> 
     it reused (``reusing evaluation``) or ran (``evaluating``) it. ``label`` names it in that line.
     """
     settings = {k: v for k, v in vars(config).items() if k not in ("checkpoint", "out", "device", "batch_size")}
+    settings["data_fingerprint"] = data_fingerprint(config.data)
     key = hashlib.sha256((_file_sha256(config.checkpoint) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
     folder = cache_root / key[:20]
     if (folder / "metrics.json").is_file():
