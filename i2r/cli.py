@@ -27,6 +27,12 @@ def _formatter(prog):
     return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32)
 
 
+def _config(args: argparse.Namespace, config_class):
+    """The config dataclass ``config_class`` filled from the parsed arguments of the same names."""
+    fields = config_class.__dataclass_fields__
+    return config_class(**{k: v for k, v in vars(args).items() if k in fields})
+
+
 def _add_command(sub, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help_text, description=description, formatter_class=_formatter)
 
@@ -204,8 +210,7 @@ def _run_train(args) -> int:
 
     from i2r.train import TrainConfig, train
 
-    fields = TrainConfig.__dataclass_fields__
-    summary = train(TrainConfig(**{k: v for k, v in vars(args).items() if k in fields}))
+    summary = train(_config(args, TrainConfig))
     if summary["rank"] == 0:
         sys.stdout.write(json.dumps(summary) + "\n")
     return 0
@@ -250,8 +255,7 @@ def _run_eval(args) -> int:
 
     from i2r.evaluate import EvalConfig, evaluate
 
-    fields = EvalConfig.__dataclass_fields__
-    metrics = evaluate(EvalConfig(**{k: v for k, v in vars(args).items() if k in fields}))
+    metrics = evaluate(_config(args, EvalConfig))
     if metrics is None:
         return 0
     if args.format == "json":
@@ -371,8 +375,7 @@ def _run_demo(args) -> int:
 
     from i2r.demo import DemoConfig, run_demo
 
-    fields = DemoConfig.__dataclass_fields__
-    summary = run_demo(DemoConfig(**{k: v for k, v in vars(args).items() if k in fields}))
+    summary = run_demo(_config(args, DemoConfig))
     if args.format == "json":
         sys.stdout.write(json.dumps(summary) + "\n")
         return 0
@@ -416,8 +419,7 @@ def _add_generate(sub):
 def _run_generate(args) -> int:
     from i2r.inference import GenerateConfig, generate_files
 
-    fields = GenerateConfig.__dataclass_fields__
-    summary = generate_files(GenerateConfig(**{k: v for k, v in vars(args).items() if k in fields}), progress=True)
+    summary = generate_files(_config(args, GenerateConfig), progress=True)
     sys.stdout.write(f"{len(summary.written)} IRs written to {args.out}/; {len(summary.skipped)} images skipped\n")
     return 0
 

@@ -28,6 +28,18 @@ TINY_PAIRS = [
 UNMEASURABLE_STEM = "pair11"
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op torch thread for a test module: on 2 shared, loaded cores two OpenMP threads wait
+    on each other at every barrier (measured 10-20x slower), and these tests check behaviour, not speed."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def decaying_noise(t60_s: float | None, seed: int, n: int = N_SAMPLES) -> np.ndarray:
     """White noise decaying 60 dB in ``t60_s`` over a -100 dB floor; ``None``: stationary noise."""
     rng = np.random.default_rng(seed)

@@ -16,14 +16,7 @@ from i2r.inference import Image2ReverbPipeline, apply_ir, load_image
 from i2r.models import Image2Reverb, ModelConfig
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the 2 shared, loaded cores two OpenMP threads wait on each other at
-    every barrier (measured: 10-20x slower), and these tests measure behaviour, not speed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TINY = ModelConfig(name="tiny", resolution=32, encoder_arch="resnet18", image_size=64,

@@ -16,13 +16,7 @@ from i2r.models import Image2Reverb, ModelConfig
 from i2r.models.resnet import resnet18, resnet50
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: two OpenMP threads on 2 loaded shared cores wait on each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class Masked(nn.Module):

@@ -9,14 +9,7 @@ from i2r.audio import SpectrogramNorm
 from i2r.models import Image2Reverb, LossWeights, ModelConfig, discriminator_loss, generator_loss, spectrogram_t60p
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on the 2 shared, loaded cores two OpenMP threads wait on each other at
-    every barrier (measured: 10-20x slower), and these tests measure behaviour, not speed."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NORM = SpectrogramNorm(low=-11.5, high=2.0, scale=0.9)
 
