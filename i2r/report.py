@@ -116,14 +116,24 @@ def _data_uri(path: Path) -> str:
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
+def _html_inline(text: str) -> str:
+    """Escape, then turn ``**bold**`` pairs and backtick ``code`` pairs into tags (paragraph markup)."""
+    parts = html.escape(text).split("**")
+    text = "".join(f"<strong>{p}</strong>" if i % 2 else p for i, p in enumerate(parts))
+    parts = text.split("`")
+    return "".join(f"<code>{p}</code>" if i % 2 else p for i, p in enumerate(parts))
+
+
 def to_html(blocks: list[Block], title: str, base: Path) -> str:
-    """Self-contained HTML: figures under ``base`` are embedded; audio players link their files."""
+    """Self-contained HTML: figures under ``base`` are embedded; audio players link their files.
+
+    Paragraphs understand ``**bold**`` and backtick code, as their Markdown rendering shows them."""
     body = []
     for b in blocks:
         if b.kind == "heading":
             body.append(f"<h{b.level}>{html.escape(b.text)}</h{b.level}>")
         elif b.kind == "paragraph":
-            body.append(f"<p>{html.escape(b.text)}</p>")
+            body.append(f"<p>{_html_inline(b.text)}</p>")
         elif b.kind == "table":
             head = "".join(f"<th>{html.escape(str(h))}</th>" for h in b.header)
             rows = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in b.rows)
