@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from i2r.cli import main
-from i2r.demo import dry_signal
+from i2r.demo import DemoConfig, dry_signal
 
 
 def test_dry_signal_is_deterministic_and_normalised():
@@ -28,6 +28,12 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path, capsys):
     # The NN baseline always has a measurable IR (a real training IR), so its statistics exist.
     assert summary["baseline_nn"]["t60_error_pct"]["median_abs"] is not None
     assert Path(summary["checkpoint"]).is_file()
+    # The run used the demo's training recipe, not the trainer's (paper) defaults.
+    trained = json.loads((out / "run" / "config.json").read_text())["train"]
+    recipe = DemoConfig()
+    for name in ("lr_generator", "lr_discriminator", "lr_encoder", "beta1", "t60p_weight", "depth_weight", "threads"):
+        assert trained[name] == getattr(recipe, name), name
+    assert trained["depth_supervision"] and trained["preset"] == "small"
     report = Path(summary["report"]).read_text()
     assert "paper: main model" in report and "Depth:" in report
     for name in ("report.html", "t60_scatter.png", "t60_error.png", "dry.wav", "eval/metrics.json"):

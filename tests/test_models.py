@@ -8,7 +8,7 @@ from i2r.models import Image2Reverb, ModelConfig
 from i2r.models.discriminator import Discriminator
 from i2r.models.generator import Generator
 from i2r.models.image2reverb import SceneEncoder
-from i2r.models.layers import EqualizedConv2d
+from i2r.models.layers import EqualizedConv2d, stage_channels
 from i2r.models.monodepth import Monodepth2
 from i2r.models.resnet import resnet18, resnet50
 
@@ -158,7 +158,8 @@ def _tiny_config(depth_mode="auto"):
 def test_presets():
     paper, small = ModelConfig.preset("paper"), ModelConfig.preset("small")
     assert (paper.resolution, paper.encoder_arch, paper.image_size, paper.noise_dim) == (512, "resnet50", 224, 147)
-    assert (small.resolution, small.encoder_arch) == (128, "resnet18")
+    assert (small.resolution, small.encoder_arch, small.image_size) == (128, "resnet18", 64)
+    assert [stage_channels(size, small.g_fmap_base, small.g_fmap_max) for size in (8, 16, 32, 64, 128)] == [64, 64, 32, 16, 8]
     assert ModelConfig.from_dict(small.to_dict()) == small
     with pytest.raises(UserError, match="preset"):
         ModelConfig.preset("huge")
