@@ -53,7 +53,11 @@ class DemoConfig:
       stayed near 0.4 for 100 steps before, and fell to about 0.1 by step 450 after.
     - ``batch_size`` 8: at 4, all 100 generated IRs at step 300 were unmeasurable.
     - ``threads`` 1: on 2 shared cores a second torch thread made a step 10x slower (17.6 vs
-      1.7 s at batch 8, load ~3.5), as OpenMP threads wait on each other; 0 means torch's default.
+      1.7 s at batch 8, load ~3.5), as OpenMP threads wait on each other; on a quiet machine 2
+      threads are 1.6x faster (0.62 vs 0.98 s), but a demo run with 2 threads (827 steps) ended
+      on a checkpoint whose 100 generated IRs all had too little range for T30 (36-37 dB peak
+      to noise at 1 kHz, 45 needed), so more steps alone do not make the result better. 0 means
+      torch's default.
     """
 
     minutes: float = 10.0
