@@ -483,7 +483,7 @@ def _add_tsne_grid(sub):
     p.add_argument("--thumb", type=int, default=32, metavar="PX", help="mosaic cell size in px (default: %(default)s)")
     p.add_argument("--method", choices=["opentsne", "sklearn"], default="opentsne",
                    help="t-SNE implementation (default: %(default)s: Barnes-Hut below 10,000 points, FFT above)")
-    p.add_argument("--jobs", type=int, default=1, help="t-SNE threads (default: %(default)s)")
+    p.add_argument("--jobs", type=int, default=2, help="t-SNE threads; 1 on busy shared cores (default: %(default)s)")
     p.add_argument("--iterations", type=int, default=250,
                    help="openTSNE steps after early exaggeration, which takes half as many (default: %(default)s)")
     p.add_argument("--features", metavar="CSV", help="read T30s (file, image, t30_<Hz>_s columns) instead of measuring")

@@ -60,7 +60,9 @@ class TsneGridConfig:
     seed: int = 0
     thumb: int = 32
     method: str = "opentsne"
-    n_jobs: int = 1
+    # Two threads: on a quiet 2-core machine openTSNE's 4,096-point embedding takes 4.7 s with two
+    # and 7.0-7.8 s with one; pass 1 on cores that other work keeps busy (OpenMP threads then wait).
+    n_jobs: int = 2
     iterations: int = 250
     features_csv: str | None = None
 
