@@ -4,6 +4,7 @@ import contextlib
 import csv
 import io
 import json
+import os
 import math
 import subprocess
 import sys
@@ -35,11 +36,11 @@ def read_rows(path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def eval_process(checkpoint, data, out, launcher=()) -> subprocess.CompletedProcess:
+def eval_process(checkpoint, data, out, launcher=(), env=None) -> subprocess.CompletedProcess:
     """A real `python -m i2r eval CHECKPOINT --data DATA --out OUT --save-wavs --baseline nn --format json`."""
     result = subprocess.run([sys.executable, *launcher, "-m", "i2r", "eval", str(checkpoint), "--data", str(data),
                              "--out", str(out), "--save-wavs", "--baseline", "nn", "--format", "json"],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -148,18 +149,27 @@ def test_a_second_run_gives_identical_results(eval_run, tiny_checkpoint, tiny_da
 
 
 @pytest.mark.slow
-def test_torchrun_with_two_processes_matches_one_process(eval_run, tiny_checkpoint, tiny_dataset, tmp_path):
-    """Two gloo processes each take every other example; rank 0 gathers them in data set order."""
-    out, _, _ = eval_run
-    result = eval_process(tiny_checkpoint, tiny_dataset, tmp_path,
+def test_torchrun_with_two_processes_matches_one_process(tiny_checkpoint, tiny_dataset, tmp_path):
+    """Two gloo processes each take every other example; rank 0 gathers them in data set order.
+
+    torchrun gives each worker one OpenMP thread, so the one-process reference runs with one too:
+    a different thread count sums float32 convolutions in another order, and Griffin-Lim's
+    iterations amplify that rounding far beyond what sharding itself may change.
+    """
+    out = tmp_path / "single"
+    eval_process(tiny_checkpoint, tiny_dataset, out, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = eval_process(tiny_checkpoint, tiny_dataset, tmp_path / "sharded",
                           launcher=("-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"))
     assert json.loads(result.stdout)["n_total"] == 4  # only rank 0 printed
-    single, sharded = read_rows(out / "per_example.csv"), read_rows(tmp_path / "per_example.csv")
+    single, sharded = read_rows(out / "per_example.csv"), read_rows(tmp_path / "sharded" / "per_example.csv")
     assert list(single[0]) == list(sharded[0])
     for a, b in zip(single, sharded, strict=True):
         for column, value in a.items():
             if column == "ir_generated":
-                assert sf.read(b[column])[0] == pytest.approx(sf.read(value)[0], abs=1e-4)
+                # Per-process batches differ in size, so float32 convolutions round differently and
+                # Griffin-Lim carries that on: the same IR to 1e-3 of its peak (as the numbers below).
+                expected = sf.read(value)[0]
+                assert sf.read(b[column])[0] == pytest.approx(expected, abs=1e-3 * np.abs(expected).max())
             elif _is_number(value):
                 # Batches of other sizes may round differently in float32 convolutions.
                 assert float(b[column]) == pytest.approx(float(value), rel=1e-3, abs=1e-3), column
