@@ -311,15 +311,25 @@ def test_batch_shape_mapping_and_json_contract():
     assert single.warnings == params.warnings[1][2]
 
 
-def test_chunking_changes_nothing():
+@pytest.mark.parametrize("chunk_irs, workers", [(2, 1), (1, 1), (7, 2), (1, 3)])
+def test_chunks_and_threads_change_nothing(chunk_irs, workers):
+    """Bit for bit: an IR's numbers never depend on the other IRs of its chunk, nor on the
+    thread that measured it."""
     fs = 8000
     rng = np.random.default_rng(13)
-    irs = np.stack([white_decay(rng, fs, fs, t60, delay=80) for t60 in (0.2, 0.5, 0.9, 1.3, 0.05)])
-    whole = analyze(irs, fs)
-    chunked = analyze(irs, fs, config=AnalysisConfig(chunk_samples=2 * fs))
-    for key in ("t30_s", "edt_s", "c80_db", "ts_s", "drr_db"):
-        np.testing.assert_array_equal(chunked[key], whole[key], err_msg=key)
-    assert chunked.warnings == whole.warnings and any(whole.warnings)
+    irs = np.stack([white_decay(rng, fs, fs, t60, delay=80 + 37 * i)
+                    for i, t60 in enumerate((0.2, 0.5, 0.9, 1.3, 0.05, 0.7, 2.0))])
+    whole = analyze(irs, fs, config=AnalysisConfig(workers=1))
+    split = analyze(irs, fs, config=AnalysisConfig(chunk_samples=chunk_irs * fs, workers=workers))
+    for key in ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s", "drr_db", "inr_db",
+                "crosspoint_s"):
+        np.testing.assert_array_equal(split[key], whole[key], err_msg=key)
+    assert split.warnings == whole.warnings and any(whole.warnings)
+
+
+def test_workers_must_be_zero_or_a_thread_count():
+    with pytest.raises(UserError, match="workers"):
+        AnalysisConfig(workers=-1)
 
 
 def test_torch_device_path_agrees_with_numpy():

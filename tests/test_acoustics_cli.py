@@ -252,4 +252,8 @@ def test_two_jobs_give_the_same_results_as_one(tmp_path, capsys):
     code1, out1, _ = run_cli(capsys, *files, "--format", "json", "--batch-size", "1")
     code2, out2, err = run_cli(capsys, *files, "--format", "json", "--batch-size", "1", "--jobs", "2")
     assert code1 == code2 == 0, err
-    assert json.loads(out1) == json.loads(out2)
+    one, two = json.loads(out1), json.loads(out2)
+    # one process uses every core for its threads; worker processes take one thread each
+    assert {r["config"].pop("workers") for r in one} == {0}
+    assert {r["config"].pop("workers") for r in two} == {1}
+    assert one == two

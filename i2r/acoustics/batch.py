@@ -74,8 +74,9 @@ class AnalyzeConfig:
             raise UserError("--resume needs --format csv and --out FILE (the CSV to continue)")
 
     def analysis(self) -> AnalysisConfig:
-        """The :class:`i2r.acoustics.AnalysisConfig` every file is measured with."""
-        return AnalysisConfig(bands=self.bands)
+        """The :class:`i2r.acoustics.AnalysisConfig` every file is measured with: one thread per
+        worker process when there are several (they share the cores), else all cores."""
+        return AnalysisConfig(bands=self.bands, workers=1 if self.jobs > 1 else 0)
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,14 @@ def _like(array: np.ndarray, reference):
 
 
 def first_index_of_max(x) -> np.ndarray:
-    """``argmax`` along the last axis (first maximum), NumPy array or tensor -> ``(batch,)`` int."""
-    return _numpy(x.argmax(-1)) if is_tensor(x) else np.argmax(x, axis=-1)
+    """``argmax`` along the last axis (first maximum), NumPy array or tensor -> ``(batch,)`` int.
+
+    NumPy's ``argmax`` copies an array whose rows are not contiguous (a band is a view of the
+    zero-padded FFT output) before searching it; the maximum and a comparison with it stream
+    through the view and find the same index."""
+    if is_tensor(x):
+        return _numpy(x.argmax(-1))
+    return np.argmax(x == x.max(axis=-1, keepdims=True), axis=-1)
 
 
 def onset_index(energy, threshold_db: float = -20.0) -> np.ndarray:
@@ -163,9 +169,12 @@ class EnergySums:
         full = n // hop
         weights = _like(weights.astype(np.float32 if is_tensor(self.energy) else self.energy.dtype), self.energy)
         per_cell = np.zeros((batch, -(-n // hop), 2))
+        # stacked products, one BLAS call per item: a single (batch, k) @ (k, 2) call would be
+        # blocked by BLAS according to the batch size, and an item's rounding would depend on
+        # its neighbours (chunks and threads must not change a bit)
         per_cell[:, :full] = _numpy(self.energy[:, : full * hop].reshape(batch, full, hop) @ weights)
         if n > full * hop:
-            per_cell[:, -1] = _numpy(self.energy[:, full * hop:] @ weights[: n - full * hop])
+            per_cell[:, -1] = _numpy(self.energy[:, None, full * hop:] @ weights[: n - full * hop])[:, 0]
         out = np.zeros((batch, per_cell.shape[1] + 1))
         np.cumsum(per_cell[..., 0], axis=-1, out=out[:, 1:])
         return out, per_cell[..., 1]
@@ -245,14 +254,15 @@ def range_line_fit(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray)
 
     ``x``: ``(F,)``; ``y``: ``(batch, F)``. Returns intercepts, slopes ``(batch,)`` (NaN where
     fewer than two points). Closed-form normal equations on masked sums, taken as two matrix
-    products (one pass over the mask, one over the masked ``y``) rather than five reductions.
+    products (one pass over the mask, one over the masked ``y``) rather than five reductions;
+    stacked, one product per row, so that a row's rounding never depends on the batch size.
     """
     cols = np.arange(y.shape[-1])
     mask = (cols[None, :] >= lo[:, None]) & (cols[None, :] < hi[:, None])
     mask &= ~np.isnan(y)
     powers = np.stack([np.ones_like(x), x, x * x], axis=-1)
-    count, sx, sxx = (mask.astype(float) @ powers).T
-    sy, sxy = (np.where(mask, y, 0.0) @ powers[:, :2]).T
+    count, sx, sxx = (mask.astype(float)[:, None, :] @ powers)[:, 0].T
+    sy, sxy = (np.where(mask, y, 0.0)[:, None, :] @ powers[:, :2])[:, 0].T
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = (count * sxy - sx * sy) / (count * sxx - sx * sx)
         intercept = (sy - slope * sx) / count
