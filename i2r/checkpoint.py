@@ -7,7 +7,8 @@ A checkpoint is a plain dict written atomically with :func:`i2r.files.atomic_tor
      "spec_norm": SpectrogramNorm.to_dict(), "model": state_dict,
      "optimizers": {name: state_dict}, "scaler": state_dict or None,
      "step": int, "epoch": int, "batch_in_epoch": int, "world_size": int,
-     "rng": [per-rank {"torch", "numpy", "python", "cuda"}]}
+     "rng": [per-rank {"torch", "numpy", "python", "cuda"}],
+     "ema": partial state_dict (only with TrainConfig.ema_beta > 0)}
 
 Everything in it is a tensor, number, string, list or dict, so :func:`torch.load` opens it with
 ``weights_only=True``: a checkpoint cannot run code when it is loaded, and a file that holds
@@ -97,7 +98,9 @@ def _plain(value):
 def load_model(path: str | os.PathLike, device="cpu", preset: str | None = None):
     """Load a trained model for inference: ``(Image2Reverb in eval mode, SpectrogramNorm, checkpoint)``.
 
-    ``preset``, when given, must match the preset the checkpoint was trained with. A state dict
+    When the run kept a weight average (``"ema"``, see :class:`i2r.train.WeightAverage`), its
+    averaged encoder, depth and generator weights replace the last step's: they are the ones to
+    infer with. ``preset``, when given, must match the preset the checkpoint was trained with. A state dict
     that does not fit the saved model config (missing, unexpected or mis-shaped weights) is a
     :class:`UserError` naming the first offending entries.
     """
@@ -113,7 +116,7 @@ def load_model(path: str | os.PathLike, device="cpu", preset: str | None = None)
     if preset is not None and saved_preset != preset:
         raise UserError(f"{path}: checkpoint was trained with preset {saved_preset!r}, expected {preset!r}")
     model = Image2Reverb(ModelConfig.from_dict(checkpoint["model_config"], source=str(path)))
-    load_strict(model, checkpoint["model"], str(path))
+    load_strict(model, checkpoint["model"] | checkpoint.get("ema", {}), str(path))
     norm = SpectrogramNorm.from_dict(checkpoint["spec_norm"])
     return model.to(device).eval(), norm, checkpoint
 

@@ -191,6 +191,9 @@ def _add_train(sub):
     p.add_argument("--monodepth-weights", default="", help="folder with Monodepth2's encoder.pth and depth.pth")
     p.add_argument("--depth-supervision", action="store_true", help="L1 between the depth net and the data's true depth")
     p.add_argument("--depth-weight", type=float, default=1.0, help="weight of that depth L1 (default: %(default)s)")
+    p.add_argument("--ema-beta", type=float, default=0.0,
+                   help="keep a moving average of the encoder/depth/generator weights with this decay per step and "
+                        "infer with it (ProGAN's G_ema; e.g. 0.99); default 0: off")
     p.add_argument("--amp", choices=("bf16", "fp16", "off"), default="bf16", help="CUDA mixed precision (default: %(default)s)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: %(default)s")
     p.add_argument("--threads", type=int, default=0,

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
@@ -79,6 +80,8 @@ class TrainConfig:
     places_weights: str = ""  # resnet*_places365.pth.tar to start the encoder from
     monodepth_weights: str = ""  # folder with Monodepth2's encoder.pth and depth.pth
     depth_supervision: bool = False  # L1 between the depth net and the data set's true depth maps
+    ema_beta: float = 0.0  # keep an exponential moving average of the encoder, depth and generator weights
+    #   (ProGAN's G_ema) with this decay per step, saved in checkpoints and used for inference; 0: off
     amp: str = "bf16"  # CUDA only: "bf16", "fp16" (with a gradient scaler) or "off"
     device: str = "auto"  # "auto" (cuda if present), "cpu" or "cuda"
     threads: int = 0  # CPU threads per process (0: torch's default; 1 is far faster on shared cores)
@@ -91,6 +94,8 @@ class TrainConfig:
     stop_after_step: int = 0  # crash on purpose (SIGKILL, no checkpoint) after this step; tests --resume
 
     def __post_init__(self):
+        if not 0.0 <= self.ema_beta < 1.0:
+            raise UserError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
         if self.amp not in ("bf16", "fp16", "off"):
             raise UserError(f"amp must be 'bf16', 'fp16' or 'off', got {self.amp!r}")
         for name in ("batch_size", "checkpoint_every", "log_every"):
@@ -135,6 +140,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
     ckpt = load_checkpoint(checkpoint_path, map_location="cpu") if cfg.resume else None
     if ckpt is not None:
         _check_resumable(ckpt, cfg, model_config, world, checkpoint_path)
+    ckpt_ema = ckpt.get("ema") if ckpt is not None else None
 
     # ---- data ----------------------------------------------------------------------------------
     train_set = PairedDataset(cfg.data, "train", model_config.resolution, model_config.image_size)
@@ -183,6 +189,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
         norm = _fit_norm(train_set, master, world)
         _seed_rank(cfg.seed, rank)
     _broadcast_module(model, world)
+    ema = WeightAverage(model, cfg.ema_beta, ckpt_ema) if cfg.ema_beta else None
 
     # ---- logging (rank 0) ----------------------------------------------------------------------
     if master:
@@ -202,6 +209,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
         loader = _epoch_loader(train_set, cfg, rank, world, epoch, skip_batches=batch_in_epoch)
         for batch in loader:
             losses = _train_step(model, batch, norm, optimizers, scaler, autocast, cfg, world, device)
+            if ema is not None:
+                ema.update(model)
             step += 1
             batch_in_epoch += 1
             end_of_epoch = batch_in_epoch == steps_per_epoch
@@ -221,7 +230,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
                                f"T60 error {val_metrics['t60_error_pct']:.1f} %", file=sys.stderr)
             done = step == total_steps or _out_of_time(started, cfg.max_minutes, world, device)
             if step % cfg.checkpoint_every == 0 or done:
-                _save(checkpoint_path, cfg, model_config, norm, model, optimizers, scaler,
+                _save(checkpoint_path, cfg, model_config, norm, model, optimizers, scaler, ema,
                       step, epoch, batch_in_epoch, world, master)
             if step == cfg.stop_after_step:
                 os.kill(os.getpid(), signal.SIGKILL)
@@ -276,6 +285,43 @@ def _train_step(model, batch, norm, optimizers, scaler, autocast, cfg, world, de
             "g_l1": terms["l1"].item(), "g_t60p": terms["t60p"].item(), "depth_l1": depth_l1.item()}
 
 
+class WeightAverage:
+    """Exponential moving average of the weights used at inference (encoder, depth net, generator).
+
+    After every step, each parameter's average moves ``1 - beta`` of the way to its new value;
+    buffers (BatchNorm statistics) are copied. A GAN generator's weights keep oscillating around
+    the equilibrium, and the average of the last ~``1 / (1 - beta)`` steps generates better than
+    any single iterate (Karras et al. 2018, ProGAN's G_ema; Yazici et al. 2019). The discriminator
+    only matters for training and is not averaged. ``state`` (what checkpoints store under
+    ``"ema"``) is a partial state dict of the model: :func:`i2r.checkpoint.load_model` loads it
+    over the trained weights.
+    """
+
+    MODULES = ("encoder.", "depth.", "generator.")
+
+    def __init__(self, model: nn.Module, beta: float, state: dict | None = None):
+        self.beta = beta
+        live = {name: tensor for name, tensor in model.state_dict(keep_vars=True).items() if name.startswith(self.MODULES)}
+        self.state = {name: tensor.detach().clone() for name, tensor in live.items()}
+        if state is not None:
+            if set(state) != set(self.state):
+                raise UserError("the checkpoint's weight average does not fit this model (resume with the same preset)")
+            for name, tensor in self.state.items():
+                tensor.copy_(state[name])
+        parameters = {name for name, _ in model.named_parameters()}
+        self._pairs = {kind: ([self.state[n] for n in live if (n in parameters) == is_param],
+                              [live[n].detach() for n in live if (n in parameters) == is_param])
+                       for kind, is_param in (("parameters", True), ("buffers", False))}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Fold the model's current weights into the average (call after every optimiser step)."""
+        average, live = self._pairs["parameters"]
+        torch._foreach_lerp_(average, live, 1.0 - self.beta)
+        for average, live in zip(*self._pairs["buffers"]):
+            average.copy_(live)
+
+
 def _optimizer_step(loss, opts, scaler, world) -> None:
     """Backward, average gradients over ranks, step each optimiser (through the AMP scaler)."""
     for opt in opts:
@@ -320,7 +366,7 @@ def _validate(model, val_set, norm, cfg, device, autocast, master, world) -> dic
 # ---- checkpoints ---------------------------------------------------------------------------------
 
 
-def _save(path, cfg, model_config, norm, model, optimizers, scaler, step, epoch, batch_in_epoch, world, master):
+def _save(path, cfg, model_config, norm, model, optimizers, scaler, ema, step, epoch, batch_in_epoch, world, master):
     """Gather every rank's RNG state, then let rank 0 write RUN/last.pt atomically."""
     rng = [None] * world
     if world > 1:
@@ -333,7 +379,7 @@ def _save(path, cfg, model_config, norm, model, optimizers, scaler, step, epoch,
             "model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "world_size": world, "rng": rng,
-        }, path)
+        } | ({"ema": ema.state} if ema is not None else {}), path)
     if world > 1:
         dist.barrier()
 

@@ -98,12 +98,16 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(data, tmp_path, one
     from i2r.train import train
 
     cfg = dict(data=str(data), resolution=32, image_size=64, batch_size=2, log_every=1, checkpoint_every=100,
-               depth_supervision=True)
+               depth_supervision=True, ema_beta=0.5)
     train(TrainConfig(out=str(tmp_path / "whole"), max_steps=3, **cfg))
     train(TrainConfig(out=str(tmp_path / "cut"), max_steps=2, **cfg))
     train(TrainConfig(out=str(tmp_path / "cut"), max_steps=3, resume=True, **cfg))
-    whole = load(tmp_path / "whole" / "last.pt")
-    assert_same_state(whole, load(tmp_path / "cut" / "last.pt"))
+    whole, cut = load(tmp_path / "whole" / "last.pt"), load(tmp_path / "cut" / "last.pt")
+    assert_same_state(whole, cut)
+    # the weight average resumes exactly too, and lags the weights it averages
+    assert whole["ema"].keys() == cut["ema"].keys() and all(torch.equal(v, cut["ema"][k]) for k, v in whole["ema"].items())
+    assert not torch.equal(whole["ema"]["generator.output.weight"], whole["model"]["generator.output.weight"])
+    assert not any(key.startswith("discriminator.") for key in whole["ema"])
     assert whole["model"]["encoder.resnet.conv1.weight"].shape[1] == 4 and whole["epoch"] == 1
     rows = metric_rows(tmp_path / "whole")
     assert [(r["step"], r["split"]) for r in rows] == [("1", "train"), ("2", "train"), ("3", "train"), ("3", "val")]
@@ -111,6 +115,38 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(data, tmp_path, one
     assert float(rows[3]["t60_error_pct"]) > 0 and float(rows[3]["l1"]) > 0
     assert [r["loss_g"] for r in metric_rows(tmp_path / "cut")] == [r["loss_g"] for r in rows]
     assert (tmp_path / "whole" / "config.json").is_file() and any((tmp_path / "whole" / "tb").iterdir())
+
+
+def test_weight_average_moves_parameters_by_one_minus_beta_and_copies_buffers():
+    from torch import nn
+
+    from i2r.train import WeightAverage
+
+    model = nn.Module()
+    model.generator, model.encoder, model.discriminator = nn.Linear(2, 2), nn.BatchNorm1d(2), nn.Linear(2, 1)
+    average = WeightAverage(model, beta=0.75)
+    start = model.generator.weight.detach().clone()
+    with torch.no_grad():
+        model.generator.weight.add_(4.0)
+    model.encoder(torch.randn(8, 2) + 3.0)  # a training-mode pass moves the BatchNorm statistics
+    average.update(model)
+    assert torch.allclose(average.state["generator.weight"], start + 1.0)  # a quarter of the way
+    assert torch.equal(average.state["encoder.running_mean"], model.encoder.running_mean)
+    assert not any(name.startswith("discriminator.") for name in average.state)
+
+
+def test_load_model_infers_with_the_weight_average(tiny_checkpoint, tmp_path):
+    from i2r.checkpoint import load_model, save_checkpoint
+
+    state = load(tiny_checkpoint)
+    name = "generator.output.weight"
+    averaged = state["model"][name] + 1.0
+    state["ema"] = {key: value for key, value in state["model"].items() if key.startswith("generator.")}
+    state["ema"][name] = averaged
+    save_checkpoint({k: v for k, v in state.items() if k not in ("format", "version")}, tmp_path / "ema.pt")
+    model, _, _ = load_model(tmp_path / "ema.pt")
+    assert torch.equal(model.state_dict()[name], averaged)
+    assert torch.equal(model.state_dict()["discriminator.head2.weight"], state["model"]["discriminator.head2.weight"])
 
 
 def test_ablation_flags_and_time_budget(data, tmp_path, one_thread):

@@ -1,0 +1,105 @@
+"""How well can the demo's T60 be predicted at all from what a camera sees? (issue 4's "find out why")
+
+The demo's figure of merit is the relative error of the single-number T60 (mean of the 500 Hz and
+1 kHz octaves) on held-out synthetic rooms. This script fits regressors of log T60 on the training
+split of an ``i2r synth`` set and reports the same error statistics on its test split, for
+predictors that know more and more of the ground truth:
+
+- ``constant``: the training set's geometric-mean T60 (no information);
+- ``category``: small / medium / large / outdoor;
+- ``+ dimensions``: length, width, height, volume and surface area (perfect geometry);
+- ``+ floor, ceiling``: their materials;
+- ``+ visible walls``: the materials of the three walls in the camera's field of view (the
+  camera stands near the ``x = 0`` wall and looks along +x, yaw within +-18 degrees: the far wall
+  ``wall_x1`` and the side walls ``wall_y0``/``wall_y1`` are in view, ``wall_x0`` never is);
+- ``+ hidden wall``: all six materials, i.e. everything Eyring's formula uses;
+- ``pixels``: the same regressor on 16x16 RGB pixels plus the true 16x16 depth map.
+
+``+ visible walls`` is a ceiling for any image-to-IR model: a model that read every visible
+material and the exact room size from the photo would still err by about this much, because one
+wall's absorption is hidden behind the camera. Gradient-boosted trees (scikit-learn) on one-hot
+materials stand in for a perfect reader; ground truth is the manifest's Eyring T60.
+
+    .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n1000-seed0
+    .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels   # seconds, not minutes
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import HistGradientBoostingRegressor
+
+MID_BANDS = ("t60_500_s", "t60_1000_s")
+GEOMETRY = ["length_m", "width_m", "height_m", "volume_m3", "surface_m2"]
+LEVELS = {
+    "constant": None,
+    "category": ([], []),
+    "+ dimensions": (GEOMETRY, []),
+    "+ floor, ceiling": (GEOMETRY, ["floor", "ceiling"]),
+    "+ visible walls": (GEOMETRY, ["floor", "ceiling", "wall_x1", "wall_y0", "wall_y1"]),
+    "+ hidden wall": (GEOMETRY, ["floor", "ceiling", "wall_x1", "wall_y0", "wall_y1", "wall_x0"]),
+}
+
+
+def error_stats(predicted_s: np.ndarray, true_s: np.ndarray) -> dict:
+    """Relative error (%) statistics of predicted vs true T60 ``(n,)``, as ``i2r eval`` reports them."""
+    error = 100.0 * (predicted_s - true_s) / true_s
+    return {"mean": error.mean(), "sd": error.std(ddof=1), "median_abs": np.median(np.abs(error)),
+            "log_sd": np.std(np.log(predicted_s / true_s), ddof=1)}
+
+
+def scene_features(manifest: pd.DataFrame, numeric: list[str], materials: list[str]) -> np.ndarray:
+    """Category one-hot + ``numeric`` columns (NaN -> 0: outdoor scenes) + one-hot ``materials``
+    (absent -> its own level) -> ``(n_scenes, n_features)``."""
+    parts = [pd.get_dummies(manifest["scene"])]
+    if numeric:
+        parts.append(manifest[numeric].fillna(0.0))
+    parts += [pd.get_dummies(manifest[column].fillna("none"), prefix=column) for column in materials]
+    return pd.concat(parts, axis=1).to_numpy(dtype=float)
+
+
+def pixel_features(data: Path, manifest: pd.DataFrame, size: int = 16) -> np.ndarray:
+    """Each scene's image (RGB) and true depth map, area-averaged to ``size`` x ``size``, flattened."""
+    from PIL import Image
+
+    rows = []
+    for image, depth in zip(manifest["image"], manifest["depth"]):
+        rgb = np.asarray(Image.open(data / image).convert("RGB").resize((size, size), Image.BOX), dtype=float)
+        metres = np.asarray(Image.open(data / depth), dtype=float).astype(float)
+        small = np.asarray(Image.fromarray(metres.astype(np.float32)).resize((size, size), Image.BOX))
+        rows.append(np.concatenate([rgb.ravel() / 255.0, np.log1p(small.ravel() / 1000.0)]))
+    return np.stack(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="an `i2r synth` folder (manifest.csv with train/test splits)")
+    parser.add_argument("--no-pixels", action="store_true", help="skip the pixel regressor (reads every image)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    data = Path(args.data).expanduser()
+    manifest = pd.read_csv(data / "manifest.csv")
+    t60 = manifest[list(MID_BANDS)].mean(axis=1).to_numpy()
+    train, test = (manifest["split"] == "train").to_numpy(), (manifest["split"] == "test").to_numpy()
+    print(f"{data}: {train.sum()} training and {test.sum()} test scenes; single-number T60 = mean of "
+          f"{' and '.join(MID_BANDS)} (manifest, Eyring)")
+    print(f"{'predictor':22s} {'mean %':>8s} {'SD %':>7s} {'median|e| %':>12s} {'SD of log':>10s}")
+    candidates = {name: (scene_features(manifest, *columns) if columns else None) for name, columns in LEVELS.items()}
+    if not args.no_pixels:
+        candidates["pixels (16x16 + depth)"] = pixel_features(data, manifest)
+    for name, features in candidates.items():
+        if features is None:
+            predicted = np.full(test.sum(), np.exp(np.log(t60[train]).mean()))
+        else:
+            model = HistGradientBoostingRegressor(max_iter=400, random_state=args.seed)
+            predicted = np.exp(model.fit(features[train], np.log(t60[train])).predict(features[test]))
+        stats = error_stats(predicted, t60[test])
+        print(f"{name:22s} {stats['mean']:+8.1f} {stats['sd']:7.1f} {stats['median_abs']:12.1f} {stats['log_sd']:10.3f}")
+
+
+if __name__ == "__main__":
+    main()
