@@ -216,6 +216,16 @@ def test_results_ignore_a_leading_delay(delay):
         np.testing.assert_allclose(params[key], _REFERENCE[key], rtol=0.01, equal_nan=True, err_msg=key)
 
 
+def test_onset_is_the_first_sample_within_20_db_of_the_peak_early_or_late():
+    """ISO 3382-1 A.3.3, for onsets inside and far beyond the first block searched."""
+    energy = np.random.default_rng(3).random((3, 20000)) * 1e-4
+    energy[0, 50], energy[0, 60] = 0.5, 1.0  # -3 dB, then the peak
+    energy[1, 9000], energy[1, 12000] = 0.02, 1.0  # -17 dB long before the peak
+    energy[2, 15000] = 1.0
+    expected = [int(np.flatnonzero(e >= e.max() / 100.0)[0]) for e in energy]
+    assert onset_index(energy).tolist() == expected == [50, 9000, 15000]
+
+
 # --- honesty: NaN with a reason --------------------------------------------------------------------
 
 
@@ -320,7 +330,8 @@ def test_chunks_and_threads_change_nothing(chunk_irs, workers):
     irs = np.stack([white_decay(rng, fs, fs, t60, delay=80 + 37 * i)
                     for i, t60 in enumerate((0.2, 0.5, 0.9, 1.3, 0.05, 0.7, 2.0))])
     whole = analyze(irs, fs, config=AnalysisConfig(workers=1))
-    split = analyze(irs, fs, config=AnalysisConfig(chunk_samples=chunk_irs * fs, workers=workers))
+    rows_per_ir = 1 + len(whole.bands_hz)  # broadband and the bands are filtered together
+    split = analyze(irs, fs, config=AnalysisConfig(chunk_samples=chunk_irs * rows_per_ir * fs, workers=workers))
     for key in ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s", "drr_db", "inr_db",
                 "crosspoint_s"):
         np.testing.assert_array_equal(split[key], whole[key], err_msg=key)

@@ -199,10 +199,10 @@ class FilterBank:
     def __len__(self) -> int:
         return len(self.lower)
 
-    def output_buffer(self) -> np.ndarray:
-        """An array for :meth:`band`'s and :meth:`highpass`'s ``out``: ``(batch, n_fft)``
-        float32, from the workspace."""
-        return self.workspace.array("output", (self.spectrum.shape[0], self.n_fft), np.float32)
+    def output_buffer(self, count: int) -> np.ndarray:
+        """``count`` slots for :meth:`band`'s and :meth:`highpass`'s ``out``:
+        ``(count, batch, n_fft)`` float32, from the workspace."""
+        return self.workspace.array("output", (count, self.spectrum.shape[0], self.n_fft), np.float32)
 
     def band(self, k: int, out: np.ndarray | None = None):
         """Band ``k`` of the batch; written into ``out`` (from :meth:`output_buffer`) when given,

@@ -85,8 +85,19 @@ def onset_index(energy, threshold_db: float = -20.0) -> np.ndarray:
     if is_tensor(energy):
         peak = energy.amax(dim=-1, keepdim=True)
         return first_index_of_max((energy >= peak * 10.0 ** (threshold_db / 10.0)).to(energy.dtype))
-    peak = energy.max(axis=-1, keepdims=True)
-    return np.argmax(energy >= peak * 10.0 ** (threshold_db / 10.0), axis=-1)
+    level = energy.max(axis=-1, keepdims=True) * 10.0 ** (threshold_db / 10.0)
+    # IRs start within their first few milliseconds: look there first, and through the whole
+    # response only for the items whose onset lies later
+    early = energy[:, :_ONSET_SEARCH] >= level
+    onset = np.argmax(early, axis=-1)
+    late = np.flatnonzero(~early.any(axis=-1))
+    if len(late):
+        onset[late] = np.argmax(energy[late] >= level[late], axis=-1)
+    return onset
+
+
+_ONSET_SEARCH = 4096
+"""Samples searched for the onset before the rest of the IR (0.19 s at 22.05 kHz)."""
 
 
 @dataclass(frozen=True)
@@ -135,7 +146,7 @@ class EnergySums:
     def __init__(self, energy: np.ndarray | None, hop: int = 1, cells: np.ndarray | None = None):
         self.energy, self.hop = energy, int(hop)
         self.n = energy.shape[-1] if energy is not None else cells.shape[-1] - 1
-        self._moments = self._within = None
+        self._within = None
         if cells is None:
             # one pass over the energy for both the sums and the within-cell first moments
             weights = np.stack([np.ones(self.hop), np.arange(self.hop, dtype=float)], axis=-1)
@@ -148,7 +159,7 @@ class EnergySums:
         """The sums of batch items ``rows`` only, for :meth:`before` and the cell prefix sums;
         the per-sample energy is shared, not copied."""
         part = copy.copy(self)
-        part.cells, part.rows, part._moments = self.cells[rows], self.rows[rows], None
+        part.cells, part.rows = self.cells[rows], self.rows[rows]
         part._within = None if self._within is None else self._within[rows]
         return part
 
@@ -199,13 +210,15 @@ class EnergySums:
 
     def moment_before(self, index) -> np.ndarray:
         """Exact ``sum(j * energy[b, j] for j < index[b])``, for the centre time."""
-        if self._moments is None:
-            starts = self.hop * np.arange(self.cells.shape[-1] - 1, dtype=float)
-            per_cell = np.diff(self.cells, axis=-1) * starts + self._within
-            self._moments = np.zeros_like(self.cells)
-            np.cumsum(per_cell, axis=-1, out=self._moments[:, 1:])
         index = np.clip(np.asarray(index), 0, self.n)
-        return _take(self._moments, index // self.hop) + self._partial(index, lambda samples: samples)
+        cell = index // self.hop
+        # running sums of the per-cell moments only as far as the latest index (the crosspoint)
+        width = int(cell.max(initial=0))
+        starts = self.hop * np.arange(width, dtype=float)
+        per_cell = np.diff(self.cells[:, : width + 1], axis=-1) * starts + self._within[:, :width]
+        moments = np.zeros((len(self.cells), width + 1))
+        np.cumsum(per_cell, axis=-1, out=moments[:, 1:])
+        return _take(moments, cell) + self._partial(index, lambda samples: samples)
 
 
 def _take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -225,18 +238,29 @@ def _window_levels(sums: EnergySums, centres: np.ndarray, width: np.ndarray) -> 
     hop, cells = sums.hop, sums.cells
     last = cells.shape[-1] - 1
     half = (np.maximum(width, hop) / 2.0)[:, None]
-    # edges in cells, rounded and clipped in place (this runs once per Lundeby iteration on
-    # every frame of the batch), then read from the flattened prefix sums
-    lo = np.rint((centres - half) / hop)
+    # this runs once per Lundeby iteration on every frame of the batch: every step writes in
+    # place. Edges in cells, rounded and clipped, then read from the flattened prefix sums.
+    lo = np.subtract(centres, half)
+    lo /= hop
+    np.rint(lo, out=lo)
     np.clip(lo, 0, last - 1, out=lo)
-    hi = np.rint((centres + half) / hop)
+    hi = np.add(centres, half)
+    hi /= hop
+    np.rint(hi, out=hi)
     np.clip(hi, 1, last, out=hi)
     np.maximum(hi, lo + 1, out=hi)
     rows = (np.arange(cells.shape[0]) * cells.shape[-1])[:, None]
     flat = cells.ravel()
-    total = flat[hi.astype(np.intp) + rows] - flat[lo.astype(np.intp) + rows]
+    total = np.take(flat, hi.astype(np.intp) + rows)
+    total -= np.take(flat, lo.astype(np.intp) + rows)
+    hi -= lo
+    hi *= hop
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where((total > 0) & (centres < sums.n), 10.0 * np.log10(total / ((hi - lo) * hop)), np.nan)
+        levels = np.divide(total, hi)
+        np.log10(levels, out=levels)
+    levels *= 10.0
+    np.copyto(levels, np.nan, where=~(total > 0) | (centres >= sums.n))
+    return levels
 
 
 def _first_below(levels: np.ndarray, threshold: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -416,14 +440,23 @@ def decay_curve_db(sums: EnergySums, trunc: Truncation, onset: np.ndarray) -> np
     """
     index = sums.hop * np.arange(sums.cells.shape[-1])[None, :]
     cp = trunc.crosspoint[:, None]
+    # a handful of passes over (batch, n_cells) per band: each step writes in place
     with np.errstate(divide="ignore", invalid="ignore"):
         total_db = 10.0 * np.log10(remaining_energy(sums, trunc, onset))[:, None]
-        measured_db = 10.0 * np.log10(sums.before(trunc.crosspoint)[:, None] - sums.cells + trunc.tail[:, None])
+        curve = np.subtract(sums.before(trunc.crosspoint)[:, None], sums.cells)
+        curve += trunc.tail[:, None]
+        np.log10(curve, out=curve)
+        curve *= 10.0
         # the compensation's exponential, written in dB: a straight line, no exp() per point
-        model_db = 10.0 * np.log10(trunc.tail)[:, None] - (index - cp) * (10.0 / np.log(10.0)) / trunc.tau[:, None]
-        curve = np.where(index < cp, measured_db, model_db) - total_db
-    curve = np.where(index <= onset[:, None], 0.0, curve)
-    return np.maximum(np.nan_to_num(curve, nan=-1000.0), -1000.0)
+        model_db = np.subtract(index, cp, dtype=float)
+        model_db *= 10.0 / np.log(10.0)
+        model_db /= trunc.tau[:, None]
+        np.subtract(10.0 * np.log10(trunc.tail)[:, None], model_db, out=model_db)
+        np.copyto(curve, model_db, where=index >= cp)
+        curve -= total_db
+    np.copyto(curve, 0.0, where=index <= onset[:, None])
+    # NaN (a silent band) and -inf (nothing left) both become -1000 dB
+    return np.fmax(curve, -1000.0, out=curve)
 
 
 def level_crossings(curve_db: np.ndarray, level_db: float) -> np.ndarray:

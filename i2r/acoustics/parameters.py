@@ -68,11 +68,12 @@ class AnalysisConfig:
     - ``device``: a torch device (``"cuda"``, ``"cpu"``) for the per-sample work (FFT filtering,
       energies, running sums); None = NumPy/SciPy. Lundeby and the fits run on the per-cell sums
       in NumPy either way; results agree with the NumPy path to float32 rounding.
-    - ``chunk_samples``: samples filtered at a time, at most ``chunk_samples // n_samples`` IRs
-      (at least one) per chunk: bounds memory (each float32 working array ~ 4 bytes x this) whatever the
-      IR length; each chunk is fully vectorised. 2**22 keeps every working array (16 MB, the
-      complex spectrum 17 MB) under glibc's 32 MB mmap ceiling, so freed arrays are reused
-      rather than mapped and page-faulted anew: 30 % less CPU than 2**23 (measured).
+    - ``chunk_samples``: band samples held at a time: a chunk of at most
+      ``chunk_samples // ((n_bands + 1) * n_samples)`` IRs (at least one) is filtered into all
+      its bands at once (float32, 4 bytes x this: 32 MB per thread at 2**23) and the rows of
+      all its bands are measured in one vectorised pass. Bounds memory whatever the IR length
+      and the number of bands. 2**23 (9 IRs of 5.94 s at 22.05 kHz in octaves, 56 rows):
+      smaller chunks multiply the Python calls, larger ones leave the caches (measured).
     - ``workers``: threads measuring chunks side by side; 0 = all cores (``os.cpu_count()``).
       The FFTs and NumPy's array loops release the GIL, so chunks overlap well. A batch is split
       into equal chunks, a multiple of ``workers`` of them, so that no thread waits for a short
@@ -93,7 +94,7 @@ class AnalysisConfig:
     silent_band_db: float = -60.0
     direct_window_s: float = 0.0025
     device: str | None = None
-    chunk_samples: int = 2**22
+    chunk_samples: int = 2**23
     workers: int = 0
 
     def __post_init__(self):
@@ -225,6 +226,13 @@ class _BandResult:
     reached_db: np.ndarray
     energy: np.ndarray
 
+    def rows(self, part: slice) -> "_BandResult":
+        """The result of the rows ``part`` only (one band of a stack of bands)."""
+        return _BandResult(values={key: value[part] for key, value in self.values.items()},
+                           inr_db=self.inr_db[part], noise_floor_db=self.noise_floor_db[part],
+                           crosspoint_s=self.crosspoint_s[part], reached_db=self.reached_db[part],
+                           energy=self.energy[part])
+
 
 def _curve_hop(fs: float) -> int:
     """Decay-curve grid step and energy-sum cell: 1 ms (the Lundeby frame hop)."""
@@ -254,32 +262,46 @@ def _decay_prefix(curve_db: np.ndarray):
     return cumulative_energy(curve_db), cumulative_energy(curve_db * np.arange(curve_db.shape[-1]))
 
 
-def _fit_decay_time(curve_db, prefix, reach_limit, hop, fs, start_db, end_db):
-    """Decay time (s): the line fitted to the curve from ``start_db`` down to ``end_db``,
-    extrapolated to 60 dB; and whether the measured decay (before the crosspoint, grid index
-    ``reach_limit``) got to ``end_db``."""
+def _fit_range(curve_db: np.ndarray, start_db: float, end_db: float) -> tuple[np.ndarray, np.ndarray]:
+    """Grid points ``[start, end)`` of the decay curve from ``start_db`` (0: the onset) down to
+    ``end_db``, each ``(batch,)``."""
     start = level_crossings(curve_db, start_db) if start_db < 0 else (curve_db >= start_db).sum(axis=-1)
-    end = level_crossings(curve_db, end_db)
-    slope = _prefix_slope(prefix, start, end) * fs / hop
-    with np.errstate(divide="ignore", invalid="ignore"):
-        seconds = np.where(slope < 0, -60.0 / slope, np.nan)
-    return seconds, end < reach_limit
+    return start, level_crossings(curve_db, end_db)
+
+
+def _fit_decay_times(curve_db, ranges: dict, reach_limit, hop, fs) -> dict:
+    """Per range ``key: (start_db, end_db)``: the decay time (s) of the line fitted to the curve
+    over it, extrapolated to 60 dB, under ``key``; under ``key + ":reached"``, whether the
+    measured decay (before the crosspoint, grid index ``reach_limit``) got to ``end_db``."""
+    bounds = {key: _fit_range(curve_db, start_db, end_db) for key, (start_db, end_db) in ranges.items()}
+    # running sums only as far as the lowest evaluation point of the batch: usually a fraction
+    # of the IR, whose tail is noise
+    width = max(int(end.max(initial=0)) for _, end in bounds.values())
+    prefix = _decay_prefix(curve_db[:, :width])
+    values = {}
+    for key, (start, end) in bounds.items():
+        slope = _prefix_slope(prefix, start, end) * fs / hop
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values[key] = np.where(slope < 0, -60.0 / slope, np.nan)
+        values[key + ":reached"] = end < reach_limit
+    return values
 
 
 def _squared(signal):
-    """``signal ** 2`` in place: a band signal (the filter bank's output buffer, or a tensor) is
-    used only for its energy, and a new array of a whole chunk would cost more in page faults
-    than the squaring itself."""
+    """``signal ** 2`` in place: a band signal (a slot of the filter bank's output buffer, or a
+    tensor) is used only for its energy, and a new array of a whole chunk would cost more in
+    page faults than the squaring itself."""
     if is_tensor(signal):
         return signal.square_()
     return np.square(signal, out=signal)
 
 
 def _measure_band(energy: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
-                  noise_handling: bool = True, direct_window_s: float | None = None) -> _BandResult:
-    """All quantities of one band for the whole batch; ``energy``: ``(batch, n)`` squared signal.
+                  noise_handling: bool = True, drr_rows: int = 0) -> _BandResult:
+    """All quantities of one band for the whole batch; ``energy``: ``(batch, n)`` squared signal
+    (the rows may be IRs of several bands: each row is measured on its own).
 
-    With ``direct_window_s`` the DRR is measured too (broadband)."""
+    The DRR (``values["drr_db"]``) is measured on the first ``drr_rows`` rows (broadband)."""
     batch, n = energy.shape
     onset = onset_index(energy, config.onset_threshold_db)
     hop = _curve_hop(fs)
@@ -289,15 +311,13 @@ def _measure_band(energy: np.ndarray, fs: float, config: AnalysisConfig, ranges:
         trunc = Truncation(np.full(batch, n), trunc.noise, trunc.slope_db_s, trunc.peak_db,
                            trunc.noise_db, np.zeros(batch), trunc.tau)
     curve = decay_curve_db(sums, trunc, onset)
-    prefix = _decay_prefix(curve)
     reach_limit = -(-trunc.crosspoint // hop)
-    values = {}
-    for key, (start_db, end_db) in ranges.items():
-        values[key], values[key + ":reached"] = _fit_decay_time(curve, prefix, reach_limit, hop, fs,
-                                                                start_db, end_db)
+    values = _fit_decay_times(curve, ranges, reach_limit, hop, fs)
     values.update(_energy_parameters(sums, trunc, onset, fs))
-    if direct_window_s is not None:
-        values["drr_db"] = _direct_to_reverberant(first_index_of_max(energy), sums, trunc, fs, direct_window_s)
+    if drr_rows:
+        peak = np.zeros(batch, dtype=np.intp)
+        peak[:drr_rows] = first_index_of_max(energy[:drr_rows])
+        values["drr_db"] = _direct_to_reverberant(peak, sums, trunc, fs, config.direct_window_s)[:drr_rows]
     with np.errstate(divide="ignore"):
         noise_floor_db = 10.0 * np.log10(trunc.noise)
     last = np.clip(reach_limit - 1, 0, curve.shape[-1] - 1)
@@ -451,21 +471,39 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
     lower, upper = band_edges(config.bands, centres)
     ringing = ringing_time(lower, upper, config.filter_order)
     bank = FilterBank(x, fs, lower, upper, config.filter_order, config.device, workspace)
-    # one output array for all bands: each band is measured before the next overwrites it
-    out = bank.output_buffer() if config.device is None else None
-    broadband_energy = _squared(bank.highpass(lower[0], out)) if len(lower) else x * x
-    broadband_result = _measure_band(broadband_energy, fs, config, ranges, noise_handling,
-                                     config.direct_window_s)
+    energy = _band_energies(bank, x)
+    batch = len(x)
+    # all bands of the chunk measured in one stack: a seventh of the Python calls
+    stacked = _measure_band(energy.reshape(-1, energy.shape[-1]), fs, config, ranges, noise_handling,
+                            drr_rows=batch)
+    broadband_result = stacked.rows(slice(0, batch))
     total = broadband_result.energy
     notes = [(i, "the impulse response is all zeros; every value is NaN") for i in np.flatnonzero(~(total > 0))]
     bands = []
-    for k, hz in enumerate(centres):
-        result = _measure_band(_squared(bank.band(k, out)), fs, config, ranges, noise_handling)
-        bands.append((_apply_checks(result, total, config, ranges, _band_label(hz), notes, ringing[k]), result))
+    for k, hz in enumerate(centres, start=1):
+        result = stacked.rows(slice(k * batch, (k + 1) * batch))
+        bands.append((_apply_checks(result, total, config, ranges, _band_label(hz), notes, ringing[k - 1]), result))
     broadband_ringing = highpass_ringing_time(lower[0], config.filter_order) if len(lower) else 0.0
     broadband = _apply_checks(broadband_result, total, config, ranges, "broadband", notes, broadband_ringing)
     broadband["drr_db"] = np.where(total > 0, broadband_result.values["drr_db"], np.nan)
     return _Chunk(centres, bands, broadband, broadband_result, notes)
+
+
+def _band_energies(bank: FilterBank, x: np.ndarray):
+    """Squared zero-phase signals of a chunk ``x`` ``(batch, n)``: ``(1 + n_bands, batch, n)``,
+    broadband (high-passed at the lowest band's lower edge) first, then the bands; just ``x**2``
+    when the sample rate supports no band. Each band is squared while it is still in cache."""
+    if not len(bank):
+        return (x * x)[None]
+    if bank.device is not None:
+        import torch
+
+        return torch.stack([bank.highpass(bank.lower[0]), *(bank.band(k) for k in range(len(bank)))]).square_()
+    out = bank.output_buffer(1 + len(bank))
+    _squared(bank.highpass(bank.lower[0], out[0]))
+    for k in range(len(bank)):
+        _squared(bank.band(k, out[k + 1]))
+    return out[..., : bank.n]
 
 
 def analyze(ir, fs: float, bands: str = "octave", config: AnalysisConfig | None = None) -> AcousticParameters:
@@ -500,7 +538,8 @@ def _measure_chunks(flat: np.ndarray, fs: float, config: AnalysisConfig, ranges:
     """:func:`_measure_all` on every chunk of ``flat`` ``(batch, n)``, in ``config.workers``
     threads; the chunks come back in order."""
     workers = _thread_count(config)
-    parts = _chunks(flat, config.chunk_samples, workers)
+    rows_per_ir = 1 + len(band_centres(config.bands, fs, config.lowest_band_hz))
+    parts = _chunks(flat, config.chunk_samples // rows_per_ir, workers)
     if workers == 1 or len(parts) == 1:
         workspace = Workspace()
         return [_measure_all(part, fs, config, ranges, noise_handling, workspace) for part in parts]
