@@ -15,13 +15,19 @@ Competitors run on a subset (``--n-competitors``, default 50) of the same IRs:
   truncation and compensation, band-dependent smoothing, each band normalised on its own) and
   ``reverberation_time_linear_regression`` for T30 only -- less work than the others do.
 
-Printed: per-IR median times, ratios, and the median absolute T30 error (%) per band against the
-ground truth for each tool on the same subset (and for i2r on all IRs).
+i2r runs twice on every block: on one thread (``workers=1``) and with its default, a thread
+per core (``workers=0``); both give the same numbers, bit for bit (checked). acoustic-toolbox and
+pyrato are single-threaded libraries, so the one-thread ratio compares like with like and the
+all-core ratio is what a user of each library gets on this machine; the CPU-time ratio (process
+CPU seconds per IR) shows the work saved rather than the cores added.
+
+Printed: per-IR median wall and CPU times, the ratios, and the median absolute T30 error (%)
+per band against the ground truth for each tool on the same subset (and for i2r on all IRs).
 
 Run it in the reference environment (it needs all three packages)::
 
     .venv-reference/bin/python benchmarks/bench_acoustics.py            # 1,000 IRs
-    .venv-reference/bin/python benchmarks/bench_acoustics.py --profile  # where i2r spends time
+    .venv-reference/bin/python benchmarks/bench_acoustics.py --profile  # where i2r spends time (one thread)
 """
 
 from __future__ import annotations
@@ -100,11 +106,13 @@ def synth_set(config: SynthConfig, start: int, stop: int) -> tuple[np.ndarray, n
 # --- the three tools ---------------------------------------------------------------------------
 
 
-def run_i2r(irs: np.ndarray, fs: int):
-    """The full parameter set in one vectorised call; returns T30 ``(k, n_bands)`` and bands."""
+def run_i2r(irs: np.ndarray, fs: int, workers: int = 0):
+    """The full parameter set in one vectorised call on ``workers`` threads (0: one per core);
+    returns T30 ``(k, n_bands)`` and bands."""
     import i2r.acoustics
 
-    params = i2r.acoustics.analyze(irs, fs, bands="octave")
+    config = i2r.acoustics.AnalysisConfig(bands="octave", workers=workers)
+    params = i2r.acoustics.analyze(irs, fs, config=config)
     return np.asarray(params.t30_s), np.asarray(params.bands_hz)
 
 
@@ -135,9 +143,10 @@ def run_pyrato(ir: np.ndarray, fs: int) -> np.ndarray:
 
 
 def timed(fn, *args):
-    start = time.perf_counter()
+    """``fn(*args)``, its wall-clock seconds and the process's CPU seconds (all threads)."""
+    start, cpu = time.perf_counter(), time.process_time()
     value = fn(*args)
-    return value, time.perf_counter() - start
+    return value, time.perf_counter() - start, time.process_time() - cpu
 
 
 # --- the benchmark -----------------------------------------------------------------------------
@@ -145,22 +154,28 @@ def timed(fn, *args):
 
 @dataclass
 class Measurements:
-    """Per-IR seconds and T30 ``(k, n_bands)`` of each tool, with the ground truth."""
+    """Per-IR wall and CPU seconds and T30 ``(k, n_bands)`` of each tool, with the ground truth;
+    i2r on one thread (``i2r1``) and on all cores (``i2r``)."""
 
     i2r_s: list = field(default_factory=list)
+    i2r_cpu_s: list = field(default_factory=list)
+    i2r1_s: list = field(default_factory=list)
+    i2r1_cpu_s: list = field(default_factory=list)
     i2r_t30: list = field(default_factory=list)
     truth: list = field(default_factory=list)
     sub_index: list = field(default_factory=list)
     toolbox_s: list = field(default_factory=list)
+    toolbox_cpu_s: list = field(default_factory=list)
     toolbox_t30: list = field(default_factory=list)
     pyrato_s: list = field(default_factory=list)
+    pyrato_cpu_s: list = field(default_factory=list)
     pyrato_t30: list = field(default_factory=list)
 
 
 def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> Measurements:
-    """Block by block (generation not timed): i2r on the whole block (per-IR time = block time /
-    block size), then acoustic-toolbox and pyrato IR by IR on the block's first few IRs, so the
-    three tools share the machine's load as it changes during the run."""
+    """Block by block (generation not timed): i2r on the whole block, on one thread and on all
+    cores (per-IR time = block time / block size), then acoustic-toolbox and pyrato IR by IR on
+    the block's first few IRs, so the three tools share the machine's load as it changes."""
     import soundfile
     from scipy.io.wavfile import WavFileWarning
 
@@ -172,26 +187,35 @@ def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> M
     m = Measurements()
     warm_up = synth_set(config, 0, 2)[0]  # imports and caches are not part of the timings
     run_i2r(warm_up, config.fs)
+    run_i2r(warm_up, config.fs, 1)
     run_pyrato(warm_up[0], config.fs)
     warm_path = os.path.join(folder, "warm_up.wav")
     soundfile.write(warm_path, warm_up[0].astype(np.float32), config.fs, subtype="FLOAT")
     run_acoustic_toolbox(warm_path)
     for start in range(0, config.n, block):
         irs, t60 = synth_set(config, start, min(start + block, config.n))
-        (t30, bands), seconds = timed(run_i2r, irs, config.fs)
+        (t30_one, _), seconds, cpu = timed(run_i2r, irs, config.fs, 1)
+        m.i2r1_s.append(seconds / len(irs))
+        m.i2r1_cpu_s.append(cpu / len(irs))
+        (t30, bands), seconds, cpu = timed(run_i2r, irs, config.fs)
         if not np.allclose(bands, OCTAVES_HZ):
             raise SystemExit(f"i2r returned bands {bands}, expected the octaves {OCTAVES_HZ}")
+        if not np.array_equal(t30, t30_one, equal_nan=True):
+            raise SystemExit("i2r on one thread and on all cores disagree")
         m.i2r_s.append(seconds / len(irs))
+        m.i2r_cpu_s.append(cpu / len(irs))
         m.i2r_t30.append(t30)
         m.truth.append(t60)
         for j in range(min(per_block, n_competitors - len(m.sub_index), len(irs))):
             path = os.path.join(folder, f"ir{start + j:05d}.wav")
             soundfile.write(path, irs[j].astype(np.float32), config.fs, subtype="FLOAT")
-            t30_at, seconds = timed(run_acoustic_toolbox, path)
+            t30_at, seconds, cpu = timed(run_acoustic_toolbox, path)
             m.toolbox_s.append(seconds)
+            m.toolbox_cpu_s.append(cpu)
             m.toolbox_t30.append(t30_at)
-            t30_pr, seconds = timed(run_pyrato, irs[j], config.fs)
+            t30_pr, seconds, cpu = timed(run_pyrato, irs[j], config.fs)
             m.pyrato_s.append(seconds)
+            m.pyrato_cpu_s.append(cpu)
             m.pyrato_t30.append(t30_pr)
             m.sub_index.append(start + j)
     return m
@@ -218,6 +242,24 @@ def print_accuracy(rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         print(f"{name:<28}{cells}")
 
 
+def print_times(m: Measurements, n: int, block: int, n_sub: int) -> None:
+    """Median per-IR wall and CPU times of the three tools and i2r's ratios to the others."""
+    ms = {name: 1e3 * np.median(values) for name, values in asdict(m).items() if name.endswith("_s")}
+    threads = os.cpu_count()
+    print("\nper-IR time (median over blocks / IRs), full parameter set unless noted:")
+    print(f"{'':30}{'wall ms':>9}{'CPU ms':>9}")
+    rows = [("i2r, 1 thread", "i2r1"), (f"i2r, default ({threads} threads)", "i2r"),
+            (f"acoustic-toolbox ({n_sub} IRs)", "toolbox"), (f"pyrato, T30 only ({n_sub} IRs)", "pyrato")]
+    for label, key in rows:
+        print(f"  {label:28}{ms[key + '_s']:9.2f}{ms[key + '_cpu_s']:9.2f}")
+    print(f"  (i2r: {n} IRs in blocks of {block}; acoustic-toolbox: T30+EDT+C50+C80; both competitors "
+          f"are single-threaded libraries)")
+    print(f"\n{'ratio of per-IR times':30}{'1 thread':>10}{'default':>10}{'CPU time':>10}{'target':>9}")
+    for label, key, target in (("acoustic-toolbox / i2r", "toolbox", 20), ("pyrato / i2r", "pyrato", 10)):
+        print(f"  {label:28}{ms[key + '_s'] / ms['i2r1_s']:9.1f}x{ms[key + '_s'] / ms['i2r_s']:9.1f}x"
+              f"{ms[key + '_cpu_s'] / ms['i2r_cpu_s']:9.1f}x{f'>= {target}x':>9}")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=1000, help="IRs for i2r (default 1000)")
@@ -228,8 +270,9 @@ def main(argv=None) -> None:
     config = SynthConfig(n=args.n)
     if args.profile:
         irs, _ = synth_set(config, 0, args.block)
-        run_i2r(irs[:2], config.fs)
-        cProfile.runctx("run_i2r(irs, config.fs)", globals(), {"irs": irs, "config": config},
+        run_i2r(irs[:2], config.fs, 1)
+        # one thread: cProfile sees only the thread that starts it
+        cProfile.runctx("run_i2r(irs, config.fs, 1)", globals(), {"irs": irs, "config": config},
                         "/tmp/bench_acoustics.prof")
         pstats.Stats("/tmp/bench_acoustics.prof").sort_stats("cumulative").print_stats(25)
         return
@@ -239,15 +282,8 @@ def main(argv=None) -> None:
     i2r_t30, truth = np.concatenate(m.i2r_t30), np.concatenate(m.truth)
     sub = np.array(m.sub_index)
     n_sub = len(sub)
-    i2r_ms, at_ms, pr_ms = (1e3 * np.median(x) for x in (m.i2r_s, m.toolbox_s, m.pyrato_s))
     print(f"load average at the end {os.getloadavg()[0]:.1f}")
-    print("\nper-IR time (median), full parameter set unless noted:")
-    print(f"  i2r.acoustics      {i2r_ms:9.2f} ms  ({config.n} IRs in blocks of {args.block}, "
-          f"{1e-3 * i2r_ms * config.n:.1f} s in all)")
-    print(f"  acoustic-toolbox   {at_ms:9.2f} ms  (T30+EDT+C50+C80, {n_sub} IRs)"
-          f"   ratio {at_ms / i2r_ms:6.1f}x  (target >= 20x)")
-    print(f"  pyrato (T30 only)  {pr_ms:9.2f} ms  ({n_sub} IRs)"
-          f"   ratio {pr_ms / i2r_ms:6.1f}x  (target >= 10x)")
+    print_times(m, config.n, args.block, n_sub)
     print_accuracy({
         f"i2r ({config.n} IRs)": (i2r_t30, truth),
         f"i2r ({n_sub} IRs)": (i2r_t30[sub], truth[sub]),
