@@ -360,24 +360,26 @@ def _direct_to_reverberant(peak: np.ndarray, sums: EnergySums, trunc, fs: float,
 
 
 def _apply_checks(result: _BandResult, broadband_energy: np.ndarray, config: AnalysisConfig,
-                  ranges: dict, label: str, notes: list, ringing_s: float = 0.0) -> dict:
-    """NaN out what cannot be measured honestly; append ``(flat_index, message)`` to ``notes``.
+                  ranges: dict, labels: np.ndarray, notes: list, ringing_s: np.ndarray) -> dict:
+    """NaN out what cannot be measured honestly; append ``(row, message)`` to ``notes``.
 
-    ``ringing_s``: the decay time of the band's own filter (:func:`ringing_time`)."""
+    Per row of ``result`` (any stack of bands and IRs): ``broadband_energy`` of its IR,
+    ``labels`` (the band's name, for the messages) and ``ringing_s``, the decay time of its
+    band's own filter (:func:`ringing_time`)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         relative_db = 10.0 * np.log10(result.energy / broadband_energy)
     silent = ~(result.energy > 0) | (relative_db < config.silent_band_db) | ~(broadband_energy > 0)
     for i in np.flatnonzero(silent & (broadband_energy > 0)):
-        notes.append((i, f"{label}: silent band (energy {relative_db[i]:.1f} dB re broadband, "
+        notes.append((i, f"{labels[i]}: silent band (energy {relative_db[i]:.1f} dB re broadband, "
                          f"threshold {config.silent_band_db:.0f} dB); all its values are NaN"))
-    out = {key: _checked_decay_time(result, key, end_db, silent, config, label, notes, ringing_s)
+    out = {key: _checked_decay_time(result, key, end_db, silent, config, labels, notes, ringing_s)
            for key, (_, end_db) in ranges.items()}
-    out.update(_checked_energy_parameters(result, silent, config, label, notes))
+    out.update(_checked_energy_parameters(result, silent, config, labels, notes))
     return out
 
 
 def _checked_decay_time(result: _BandResult, key: str, end_db: float, silent: np.ndarray,
-                        config: AnalysisConfig, label: str, notes: list, ringing_s: float) -> np.ndarray:
+                        config: AnalysisConfig, labels: np.ndarray, notes: list, ringing_s: np.ndarray) -> np.ndarray:
     """One decay time with ISO 3382-1's dynamic-range rule and the filter-ringing limit."""
     name, inr, value = _LABELS.get(key, key), result.inr_db, result.values[key]
     needed = -end_db + config.range_margin_db
@@ -390,29 +392,29 @@ def _checked_decay_time(result: _BandResult, key: str, end_db: float, silent: np
     no_fit = ~silent & ~low & ~short & ~too_fast & ~np.isfinite(value)
     rule = f"(ISO 3382-1: the evaluation range must end {config.range_margin_db:.0f} dB above the noise)"
     for i in np.flatnonzero(low):
-        notes.append((i, f"{label}: {name} is NaN: peak-to-noise ratio {inr[i]:.1f} dB < {needed:.0f} dB "
+        notes.append((i, f"{labels[i]}: {name} is NaN: peak-to-noise ratio {inr[i]:.1f} dB < {needed:.0f} dB "
                          f"needed {rule}"))
     for i in np.flatnonzero(short):
-        notes.append((i, f"{label}: {name} is NaN: the decay curve meets the noise at {result.reached_db[i]:.1f} "
+        notes.append((i, f"{labels[i]}: {name} is NaN: the decay curve meets the noise at {result.reached_db[i]:.1f} "
                          f"dB, above the {end_db - config.range_margin_db:.0f} dB needed {rule}"))
     for i in np.flatnonzero(too_fast):
-        notes.append((i, f"{label}: {name} is NaN: {value[i]:.3f} s is shorter than {shortest:.3f} s, "
+        notes.append((i, f"{labels[i]}: {name} is NaN: {value[i]:.3f} s is shorter than {shortest[i]:.3f} s, "
                          f"{ratio:g}x the filter's own ringing"))
     for i in np.flatnonzero(no_fit):
-        notes.append((i, f"{label}: {name} is NaN: fewer than two decay-curve points (1 ms apart) in "
+        notes.append((i, f"{labels[i]}: {name} is NaN: fewer than two decay-curve points (1 ms apart) in "
                          f"the evaluation range, or no decay there"))
     return np.where(silent | low | short | too_fast, np.nan, value)
 
 
 def _checked_energy_parameters(result: _BandResult, silent: np.ndarray, config: AnalysisConfig,
-                               label: str, notes: list) -> dict:
+                               labels: np.ndarray, notes: list) -> dict:
     """C50, C80, D50, Ts: NaN where the peak-to-noise ratio is too low, where the late energy
     after the 50/80 ms boundary would be all modelled (the decay meets the noise before it), or
     where the IR ends too soon."""
     inr = result.inr_db
     weak = ~silent & ~(inr >= config.min_inr_energy_db)
     for i in np.flatnonzero(weak):
-        notes.append((i, f"{label}: C50, C80, D50 and Ts are NaN: peak-to-noise ratio {inr[i]:.1f} dB "
+        notes.append((i, f"{labels[i]}: C50, C80, D50 and Ts are NaN: peak-to-noise ratio {inr[i]:.1f} dB "
                          f"< {config.min_inr_energy_db:.0f} dB, too little to separate decay from noise"))
     out = {}
     for key, boundary_s in (("c50_db", 0.050), ("c80_db", 0.080), ("d50", 0.050), ("ts_s", 0.0)):
@@ -420,11 +422,11 @@ def _checked_energy_parameters(result: _BandResult, silent: np.ndarray, config: 
         modelled = ~silent & ~weak & (result.crosspoint_s <= boundary_s)
         undefined = ~silent & ~weak & ~modelled & ~np.isfinite(value)
         for i in np.flatnonzero(modelled):
-            notes.append((i, f"{label}: {_LABELS[key]} is NaN: the decay meets the noise "
+            notes.append((i, f"{labels[i]}: {_LABELS[key]} is NaN: the decay meets the noise "
                              f"{1e3 * result.crosspoint_s[i]:.0f} ms after the onset, before "
                              f"{1e3 * boundary_s:.0f} ms: its late energy would be modelled, not measured"))
         for i in np.flatnonzero(undefined):
-            notes.append((i, f"{label}: {_LABELS[key]} is NaN: the impulse response is too short after its onset"))
+            notes.append((i, f"{labels[i]}: {_LABELS[key]} is NaN: the impulse response is too short after its onset"))
         out[key] = np.where(silent | weak | modelled | undefined, np.nan, value)
     return out
 
@@ -473,19 +475,23 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
     bank = FilterBank(x, fs, lower, upper, config.filter_order, config.device, workspace)
     energy = _band_energies(bank, x)
     batch = len(x)
-    # all bands of the chunk measured in one stack: a seventh of the Python calls
+    # all bands of the chunk measured and checked in one stack: a seventh of the Python calls
     stacked = _measure_band(energy.reshape(-1, energy.shape[-1]), fs, config, ranges, noise_handling,
                             drr_rows=batch)
-    broadband_result = stacked.rows(slice(0, batch))
-    total = broadband_result.energy
-    notes = [(i, "the impulse response is all zeros; every value is NaN") for i in np.flatnonzero(~(total > 0))]
-    bands = []
-    for k, hz in enumerate(centres, start=1):
-        result = stacked.rows(slice(k * batch, (k + 1) * batch))
-        bands.append((_apply_checks(result, total, config, ranges, _band_label(hz), notes, ringing[k - 1]), result))
+    total = stacked.energy[:batch]
     broadband_ringing = highpass_ringing_time(lower[0], config.filter_order) if len(lower) else 0.0
-    broadband = _apply_checks(broadband_result, total, config, ranges, "broadband", notes, broadband_ringing)
+    labels = np.repeat(["broadband", *(_band_label(hz) for hz in centres)], batch)
+    ringing_rows = np.repeat(np.concatenate([[broadband_ringing], ringing]), batch)
+    row_notes = []
+    checked = _apply_checks(stacked, np.tile(total, len(centres) + 1), config, ranges, labels, row_notes,
+                            ringing_rows)
+    notes = [(i, "the impulse response is all zeros; every value is NaN") for i in np.flatnonzero(~(total > 0))]
+    notes += [(row % batch, message) for row, message in row_notes]
+    parts = [slice(k * batch, (k + 1) * batch) for k in range(len(centres) + 1)]
+    broadband_result = stacked.rows(parts[0])
+    broadband = {key: value[parts[0]] for key, value in checked.items()}
     broadband["drr_db"] = np.where(total > 0, broadband_result.values["drr_db"], np.nan)
+    bands = [({key: value[part] for key, value in checked.items()}, stacked.rows(part)) for part in parts[1:]]
     return _Chunk(centres, bands, broadband, broadband_result, notes)
 
 
