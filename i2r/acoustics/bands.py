@@ -18,7 +18,10 @@ broadband energy to first order.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import queue
 
 import numpy as np
 from scipy import fft as sp_fft
@@ -140,15 +143,34 @@ def highpass_ringing_time(cutoff_hz: float, order: int) -> float:
 
 
 class Workspace:
-    """Chunk-sized arrays kept from one chunk of a batch to the next (one workspace per thread).
+    """Chunk-sized arrays kept from one chunk to the next, and from one call to the next.
 
     A fresh array of a whole chunk is page-faulted in anew whenever the allocator has returned
-    the previous one to the system, which costs about as much as the arithmetic on it, and more
-    when several threads allocate at once; reused arrays cost nothing after the first chunk.
+    the previous one to the system (glibc maps arrays over 32 MB freshly every time), which
+    costs about as much as the arithmetic on it, and more when several threads allocate at
+    once; reused arrays cost nothing after the first chunk. :meth:`borrowed` hands out the
+    workspaces that earlier chunks gave back: one per thread at work, at most one per core kept
+    between calls (about 45 MB each at the default chunk size).
     """
+
+    _spare: queue.SimpleQueue = queue.SimpleQueue()
 
     def __init__(self):
         self._arrays: dict[str, np.ndarray] = {}
+
+    @classmethod
+    @contextlib.contextmanager
+    def borrowed(cls):
+        """A spare workspace (or a new one) for the duration of the ``with`` block."""
+        try:
+            workspace = cls._spare.get_nowait()
+        except queue.Empty:
+            workspace = cls()
+        try:
+            yield workspace
+        finally:
+            if cls._spare.qsize() < (os.cpu_count() or 1):
+                cls._spare.put(workspace)
 
     def array(self, name: str, shape: tuple, dtype) -> np.ndarray:
         """An uninitialised array of ``shape``: the first rows of the one kept under ``name``

@@ -143,10 +143,11 @@ class EnergySums:
     per-cell sums (float64 NumPy) come back.
     """
 
-    def __init__(self, energy: np.ndarray | None, hop: int = 1, cells: np.ndarray | None = None):
+    def __init__(self, energy: np.ndarray | None, hop: int = 1, cells: np.ndarray | None = None,
+                 within: np.ndarray | None = None):
         self.energy, self.hop = energy, int(hop)
         self.n = energy.shape[-1] if energy is not None else cells.shape[-1] - 1
-        self._within = None
+        self._within = within
         if cells is None:
             # one pass over the energy for both the sums and the within-cell first moments
             weights = np.stack([np.ones(self.hop), np.arange(self.hop, dtype=float)], axis=-1)
@@ -166,6 +167,13 @@ class EnergySums:
     @classmethod
     def from_prefix(cls, cs: np.ndarray) -> "EnergySums":
         return cls(None, 1, cs)
+
+    @classmethod
+    def stacked(cls, energy, parts: list["EnergySums"]) -> "EnergySums":
+        """The sums of ``energy``, whose rows are those of ``parts`` (sums of the same hop taken
+        one block of rows at a time) one after the other."""
+        return cls(energy, parts[0].hop, np.concatenate([part.cells for part in parts]),
+                   np.concatenate([part._within for part in parts]))
 
     @property
     def total(self) -> np.ndarray:

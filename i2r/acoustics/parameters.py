@@ -16,7 +16,6 @@ a warning that names the band, the quantity and the reason. No value is ever a s
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -296,16 +295,15 @@ def _squared(signal):
     return np.square(signal, out=signal)
 
 
-def _measure_band(energy: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
-                  noise_handling: bool = True, drr_rows: int = 0) -> _BandResult:
-    """All quantities of one band for the whole batch; ``energy``: ``(batch, n)`` squared signal
-    (the rows may be IRs of several bands: each row is measured on its own).
+def _measure_band(sums: EnergySums, onset: np.ndarray, peak: np.ndarray, fs: float, config: AnalysisConfig,
+                  ranges: dict, noise_handling: bool = True) -> _BandResult:
+    """All quantities of one band for the whole batch, from the running sums of its squared
+    signal ``(batch, n)`` and its onsets ``(batch,)`` (the rows may be IRs of several bands:
+    each row is measured on its own).
 
-    The DRR (``values["drr_db"]``) is measured on the first ``drr_rows`` rows (broadband)."""
-    batch, n = energy.shape
-    onset = onset_index(energy, config.onset_threshold_db)
-    hop = _curve_hop(fs)
-    sums = EnergySums(energy, hop)
+    The DRR (``values["drr_db"]``) is measured on the first ``len(peak)`` rows (broadband),
+    ``peak`` being the first index of each one's maximum."""
+    batch, n, hop = len(onset), sums.n, sums.hop
     trunc = lundeby(sums, onset, fs, config.lundeby)
     if not noise_handling:
         trunc = Truncation(np.full(batch, n), trunc.noise, trunc.slope_db_s, trunc.peak_db,
@@ -314,10 +312,10 @@ def _measure_band(energy: np.ndarray, fs: float, config: AnalysisConfig, ranges:
     reach_limit = -(-trunc.crosspoint // hop)
     values = _fit_decay_times(curve, ranges, reach_limit, hop, fs)
     values.update(_energy_parameters(sums, trunc, onset, fs))
-    if drr_rows:
-        peak = np.zeros(batch, dtype=np.intp)
-        peak[:drr_rows] = first_index_of_max(energy[:drr_rows])
-        values["drr_db"] = _direct_to_reverberant(peak, sums, trunc, fs, config.direct_window_s)[:drr_rows]
+    if len(peak):
+        peaks = np.zeros(batch, dtype=np.intp)
+        peaks[: len(peak)] = peak
+        values["drr_db"] = _direct_to_reverberant(peaks, sums, trunc, fs, config.direct_window_s)[: len(peak)]
     with np.errstate(divide="ignore"):
         noise_floor_db = 10.0 * np.log10(trunc.noise)
     last = np.clip(reach_limit - 1, 0, curve.shape[-1] - 1)
@@ -473,11 +471,10 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
     lower, upper = band_edges(config.bands, centres)
     ringing = ringing_time(lower, upper, config.filter_order)
     bank = FilterBank(x, fs, lower, upper, config.filter_order, config.device, workspace)
-    energy = _band_energies(bank, x)
     batch = len(x)
     # all bands of the chunk measured and checked in one stack: a seventh of the Python calls
-    stacked = _measure_band(energy.reshape(-1, energy.shape[-1]), fs, config, ranges, noise_handling,
-                            drr_rows=batch)
+    stacked = _measure_band(*_band_rows(bank, x, _curve_hop(fs), config.onset_threshold_db), fs, config,
+                            ranges, noise_handling)
     total = stacked.energy[:batch]
     broadband_ringing = highpass_ringing_time(lower[0], config.filter_order) if len(lower) else 0.0
     labels = np.repeat(["broadband", *(_band_label(hz) for hz in centres)], batch)
@@ -495,21 +492,31 @@ def _measure_all(x: np.ndarray, fs: float, config: AnalysisConfig, ranges: dict,
     return _Chunk(centres, bands, broadband, broadband_result, notes)
 
 
-def _band_energies(bank: FilterBank, x: np.ndarray):
-    """Squared zero-phase signals of a chunk ``x`` ``(batch, n)``: ``(1 + n_bands, batch, n)``,
-    broadband (high-passed at the lowest band's lower edge) first, then the bands; just ``x**2``
-    when the sample rate supports no band. Each band is squared while it is still in cache."""
+def _band_rows(bank: FilterBank, x: np.ndarray, hop: int, threshold_db: float):
+    """Filter a chunk ``x`` ``(batch, n)`` into broadband (high-passed at the lowest band's
+    lower edge) and its bands, and square each: ``(1 + n_bands) * batch`` rows, broadband first
+    (just ``x**2`` when the sample rate supports no band). Each band's per-sample passes (onset,
+    running sums) run as soon as it is filtered, while it is still in cache.
+
+    Returns the :class:`EnergySums` of all rows, their ISO 3382-1 onsets, and the first index
+    of the maximum of the broadband rows ``(batch,)`` (for the DRR)."""
     if not len(bank):
-        return (x * x)[None]
-    if bank.device is not None:
+        energy = x * x
+        return EnergySums(energy, hop), onset_index(energy, threshold_db), first_index_of_max(energy)
+    slots = bank.output_buffer(1 + len(bank)) if bank.device is None else [None] * (1 + len(bank))
+    energies, sums, onsets = [], [], []
+    for k, slot in enumerate(slots):
+        energy = _squared(bank.highpass(bank.lower[0], slot) if k == 0 else bank.band(k - 1, slot))
+        energies.append(energy)
+        sums.append(EnergySums(energy, hop))
+        onsets.append(onset_index(energy, threshold_db))
+    if bank.device is None:
+        stacked = slots[..., : bank.n].reshape(-1, bank.n)
+    else:
         import torch
 
-        return torch.stack([bank.highpass(bank.lower[0]), *(bank.band(k) for k in range(len(bank)))]).square_()
-    out = bank.output_buffer(1 + len(bank))
-    _squared(bank.highpass(bank.lower[0], out[0]))
-    for k in range(len(bank)):
-        _squared(bank.band(k, out[k + 1]))
-    return out[..., : bank.n]
+        stacked = torch.cat(energies)
+    return EnergySums.stacked(stacked, sums), np.concatenate(onsets), first_index_of_max(energies[0])
 
 
 def analyze(ir, fs: float, bands: str = "octave", config: AnalysisConfig | None = None) -> AcousticParameters:
@@ -547,14 +554,12 @@ def _measure_chunks(flat: np.ndarray, fs: float, config: AnalysisConfig, ranges:
     rows_per_ir = 1 + len(band_centres(config.bands, fs, config.lowest_band_hz))
     parts = _chunks(flat, config.chunk_samples // rows_per_ir, workers)
     if workers == 1 or len(parts) == 1:
-        workspace = Workspace()
-        return [_measure_all(part, fs, config, ranges, noise_handling, workspace) for part in parts]
-    per_thread = threading.local()
+        with Workspace.borrowed() as workspace:
+            return [_measure_all(part, fs, config, ranges, noise_handling, workspace) for part in parts]
 
     def measure(part: np.ndarray) -> _Chunk:
-        if not hasattr(per_thread, "workspace"):
-            per_thread.workspace = Workspace()
-        return _measure_all(part, fs, config, ranges, noise_handling, per_thread.workspace)
+        with Workspace.borrowed() as workspace:
+            return _measure_all(part, fs, config, ranges, noise_handling, workspace)
 
     with ThreadPoolExecutor(workers) as pool:
         return list(pool.map(measure, parts))
