@@ -201,12 +201,15 @@ def validate_ir(ir, fs: float, name: str = "IR", min_duration_s: float = 0.010,
         raise UserError(f"{name}: sample rate {fs!r} Hz is not a positive number")
     if x.ndim == 0 or x.shape[-1] == 0 or x.size == 0:
         raise UserError(f"{name}: the impulse response is empty")
-    if not np.all(np.isfinite(x)):
+    # two reductions instead of a boolean array of the whole batch: NaN propagates into both,
+    # an infinite sample is the maximum or the minimum, and all zeros means both are zero
+    lowest, highest = x.min(), x.max()
+    if not (np.isfinite(lowest) and np.isfinite(highest)):
         raise UserError(f"{name}: the impulse response holds NaN or infinite samples")
     if x.shape[-1] < min_duration_s * fs:
         raise UserError(f"{name}: the impulse response is too short "
                         f"({1e3 * x.shape[-1] / fs:.1f} ms < {1e3 * min_duration_s:.0f} ms)")
-    if not allow_silent and not np.any(x):
+    if not allow_silent and lowest == highest == 0.0:
         raise UserError(f"{name}: the impulse response is all zeros")
     return x
 
