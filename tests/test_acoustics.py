@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 from i2r.acoustics import (AcousticParameters, AnalysisConfig, analyze, band_centres, band_edges,
                            decay_time, validate_ir)
 from i2r.acoustics.bands import G, FilterBank, band_magnitude, exact_centres
-from i2r.acoustics.decay import EnergySums, decay_curve_db, lundeby, onset_index
+from i2r.acoustics.decay import (EnergySums, LundebySettings, _Frames, decay_curve_db, lundeby,
+                                onset_index)
 from i2r.audio import load_audio, to_mono
 from i2r.errors import UserError
 
@@ -183,6 +184,29 @@ def test_lundeby_and_compensated_edc_agree_with_pyrato_reference_data():
     curve = decay_curve_db(sums, trunc, onset)[0, onset[0]:]
     upper = reference_db > -20
     np.testing.assert_allclose(curve[: len(reference_db)][upper], reference_db[upper], atol=0.5)
+
+
+def test_lundeby_shortcuts_are_exact():
+    """Frames computed only up to ``until`` and sums of a subset of the batch read exactly what
+    the whole computation reads."""
+    rng = np.random.default_rng(21)
+    energy = (rng.standard_normal((5, 6000)) * np.exp(-np.arange(6000) / 900.0)) ** 2
+    sums = EnergySums(energy, 8)
+    frames = _Frames(sums, onset_index(energy), 8000, LundebySettings())
+    window = np.array([40.0, 80.0, 160.0, 8.0, 400.0])
+    every = frames.levels(window)
+    until = np.array([0, 3, 50, 2400, 10**6])
+    some = frames.levels(window, until)
+    for b, end in enumerate(until):
+        np.testing.assert_array_equal(some[b, :end], every[b, :end])
+        assert np.isnan(some[b, end:]).all()
+    rows = np.array([4, 1])
+    part = sums.subset(rows)
+    index = np.array([[0, 17], [5999, 6000]])
+    np.testing.assert_array_equal(part.before(index), EnergySums(energy[rows], 8).before(index))
+    np.testing.assert_array_equal(part.total, sums.total[rows])
+    np.testing.assert_array_equal(frames.subset(rows).levels(window[rows]), every[rows])
+    np.testing.assert_array_equal(frames.subset(rows).levels(window[rows], until[rows]), some[rows])
 
 
 # --- invariances ---------------------------------------------------------------------------------

@@ -152,16 +152,22 @@ class EnergySums:
             # one pass over the energy for both the sums and the within-cell first moments
             weights = np.stack([np.ones(self.hop), np.arange(self.hop, dtype=float)], axis=-1)
             cells, self._within = self._cell_prefix(weights)
-        self.cells = cells
+        self._all_cells = cells
         self.rows = np.arange(cells.shape[0])
         """Row of ``energy`` that each row of ``cells`` sums (all of them, or a :meth:`subset`)."""
+        self._whole = True
+
+    @property
+    def cells(self) -> np.ndarray:
+        """Cell prefix sums of the rows covered ``(rows, n_cells + 1)``: ``cells[:, j]`` sums
+        ``energy[:, :j * hop]``."""
+        return self._all_cells if self._whole else self._all_cells[self.rows]
 
     def subset(self, rows: np.ndarray) -> "EnergySums":
-        """The sums of batch items ``rows`` only, for :meth:`before` and the cell prefix sums;
-        the per-sample energy is shared, not copied."""
+        """The sums of batch items ``rows`` only, for :meth:`before` and the cell prefix sums.
+        Nothing is copied: Lundeby's later iterations take a subset of a large batch each time."""
         part = copy.copy(self)
-        part.cells, part.rows = self.cells[rows], self.rows[rows]
-        part._within = None if self._within is None else self._within[rows]
+        part.rows, part._whole = self.rows[rows], False
         return part
 
     @classmethod
@@ -177,7 +183,7 @@ class EnergySums:
 
     @property
     def total(self) -> np.ndarray:
-        return self.cells[:, -1]
+        return self._all_cells[self.rows, -1]
 
     def _cell_prefix(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per cell, ``sum_r weights[r, w] * energy[cell * hop + r]`` for the two weight columns
@@ -213,7 +219,8 @@ class EnergySums:
     def before(self, index) -> np.ndarray:
         """Exact ``sum(energy[b, :index[b, ...]])``; ``index`` ``(batch,)`` or ``(batch, k)``, clipped to ``[0, n]``."""
         index = np.clip(np.asarray(index), 0, self.n)
-        cells = _take(self.cells, index // self.hop)
+        cell = index // self.hop
+        cells = self._all_cells[self.rows if cell.ndim == 1 else self.rows[:, None], cell]
         return cells + self._partial(index, lambda samples: 1.0)
 
     def moment_before(self, index) -> np.ndarray:
@@ -223,7 +230,8 @@ class EnergySums:
         # running sums of the per-cell moments only as far as the latest index (the crosspoint)
         width = int(cell.max(initial=0))
         starts = self.hop * np.arange(width, dtype=float)
-        per_cell = np.diff(self.cells[:, : width + 1], axis=-1) * starts + self._within[:, :width]
+        within = self._within if self._whole else self._within[self.rows]
+        per_cell = np.diff(self.cells[:, : width + 1], axis=-1) * starts + within[:, :width]
         moments = np.zeros((len(self.cells), width + 1))
         np.cumsum(per_cell, axis=-1, out=moments[:, 1:])
         return _take(moments, cell) + self._partial(index, lambda samples: samples)
@@ -239,13 +247,18 @@ def _as_sums(cs) -> EnergySums:
     return cs if isinstance(cs, EnergySums) else EnergySums.from_prefix(cs)
 
 
-def _window_levels(sums: EnergySums, centres: np.ndarray, width: np.ndarray) -> np.ndarray:
+def _window_levels(sums: EnergySums, centres: np.ndarray, width: np.ndarray,
+                   items: np.ndarray | None = None) -> np.ndarray:
     """Mean energy (dB) in windows of about ``width[b]`` samples centred on ``centres[b, j]``
     (edges rounded to whole cells) -> ``(batch, F)``; NaN where the window holds no energy at
-    all or lies past the end."""
-    hop, cells = sums.hop, sums.cells
+    all or lies past the end. With ``items``, ``centres`` is any flat selection of frames,
+    ``items`` and ``width`` their batch items and widths, and so is the result (same arithmetic)."""
+    hop, cells = sums.hop, sums._all_cells
     last = cells.shape[-1] - 1
-    half = (np.maximum(width, hop) / 2.0)[:, None]
+    half = np.maximum(width, hop) / 2.0
+    rows = (sums.rows if items is None else sums.rows[items]) * cells.shape[-1]
+    if items is None:
+        half, rows = half[:, None], rows[:, None]
     # this runs once per Lundeby iteration on every frame of the batch: every step writes in
     # place. Edges in cells, rounded and clipped, then read from the flattened prefix sums.
     lo = np.subtract(centres, half)
@@ -257,7 +270,6 @@ def _window_levels(sums: EnergySums, centres: np.ndarray, width: np.ndarray) -> 
     np.rint(hi, out=hi)
     np.clip(hi, 1, last, out=hi)
     np.maximum(hi, lo + 1, out=hi)
-    rows = (np.arange(cells.shape[0]) * cells.shape[-1])[:, None]
     flat = cells.ravel()
     total = np.take(flat, hi.astype(np.intp) + rows)
     total -= np.take(flat, lo.astype(np.intp) + rows)
@@ -369,8 +381,16 @@ class _Frames:
         """The frames of batch items ``rows`` only."""
         return _Frames(self.sums.subset(rows), self.onset[rows], self.fs, self.settings)
 
-    def levels(self, window: np.ndarray) -> np.ndarray:
-        return _window_levels(self.sums, self.centres, window)
+    def levels(self, window: np.ndarray, until: np.ndarray | None = None) -> np.ndarray:
+        """Levels (dB) of every frame ``(batch, F)`` smoothed over ``window`` samples per item;
+        with ``until`` only the first ``until[b]`` frames of item ``b``, the others NaN."""
+        if until is None:
+            return _window_levels(self.sums, self.centres, window)
+        keep = np.arange(self.centres.shape[-1]) < until[:, None]
+        items = np.nonzero(keep)[0]
+        levels = np.full(self.centres.shape, np.nan)
+        levels[keep] = _window_levels(self.sums, self.centres[keep], window[items], items)
+        return levels
 
     def noise_from(self, start: np.ndarray) -> np.ndarray:
         """Mean energy per sample from ``start`` to the end."""
@@ -390,13 +410,25 @@ def _refine(frames: _Frames, intercept, slope, noise_db, peak_frame, peak_db):
     safe_slope = np.where(decaying, slope, -1.0)
     crosspoint_s = (noise_db - intercept) / safe_slope
     window = np.clip(10.0 / -safe_slope / settings.intervals_per_10db * fs, frames.hop, frames.sums.n / 10.0)
-    levels = frames.levels(window)
     start = frames.onset + np.round((crosspoint_s + settings.noise_margin_db / -safe_slope) * fs)
     start = np.clip(np.nan_to_num(start, nan=frames.tail_start), 0, frames.tail_start).astype(np.intp)
     noise = frames.noise_from(np.where(decaying, start, frames.tail_start))
     noise_db = _level_db(noise, peak_db)
-    top = _first_below(levels, noise_db + settings.late_floor_db + settings.late_range_db, peak_frame)
-    bottom = _first_below(levels, noise_db + settings.late_floor_db, peak_frame)
+    thresholds = (noise_db + settings.late_floor_db + settings.late_range_db, noise_db + settings.late_floor_db)
+    # The late fit ends at the first frame within late_floor_db of the noise, usually a quarter
+    # of the way through the IR: levels up to where the current line is another
+    # noise_margin_db lower suffice; an item that does not get there within them gets all its
+    # frames. The result is the same as with every frame, for a third of the work.
+    with np.errstate(invalid="ignore"):
+        reach_s = (thresholds[1] - settings.noise_margin_db - intercept) / safe_slope
+    until = np.where(decaying & np.isfinite(reach_s), np.searchsorted(frames.times, reach_s) + 1, len(frames.times))
+    levels = frames.levels(window, until)
+    top, bottom = (_first_below(levels, threshold, peak_frame) for threshold in thresholds)
+    missed = np.flatnonzero((bottom == len(frames.times)) & (until < len(frames.times)))
+    if len(missed):
+        levels[missed] = frames.subset(missed).levels(window[missed])
+        top[missed], bottom[missed] = (_first_below(levels[missed], threshold[missed], peak_frame[missed])
+                                       for threshold in thresholds)
     new_intercept, new_slope = range_line_fit(frames.times, levels, top, bottom)
     refit = np.isfinite(new_slope) & (new_slope < 0)
     return np.where(refit, new_intercept, intercept), np.where(refit, new_slope, slope), noise, noise_db
