@@ -478,21 +478,26 @@ def decay_curve_db(sums: EnergySums, trunc: Truncation, onset: np.ndarray) -> np
     none). The curve is an integral, hence smooth: a 1 ms grid loses nothing for line fits
     (35 points over the T30 range of even a 0.1 s decay).
     """
-    index = sums.hop * np.arange(sums.cells.shape[-1])[None, :]
-    cp = trunc.crosspoint[:, None]
+    # sample indices as floats: exact, and the differences below need no integer conversion
+    index = sums.hop * np.arange(sums.cells.shape[-1], dtype=float)[None, :]
+    cp = trunc.crosspoint[:, None].astype(float)
     # a handful of passes over (batch, n_cells) per band: each step writes in place
     with np.errstate(divide="ignore", invalid="ignore"):
         total_db = 10.0 * np.log10(remaining_energy(sums, trunc, onset))[:, None]
+        beyond = index >= cp
         curve = np.subtract(sums.before(trunc.crosspoint)[:, None], sums.cells)
         curve += trunc.tail[:, None]
+        # past the crosspoint the model below replaces this difference, which is negative there:
+        # log10 of 1 instead (log10 of negative numbers takes three times as long)
+        np.copyto(curve, 1.0, where=beyond)
         np.log10(curve, out=curve)
         curve *= 10.0
         # the compensation's exponential, written in dB: a straight line, no exp() per point
-        model_db = np.subtract(index, cp, dtype=float)
+        model_db = np.subtract(index, cp)
         model_db *= 10.0 / np.log(10.0)
         model_db /= trunc.tau[:, None]
         np.subtract(10.0 * np.log10(trunc.tail)[:, None], model_db, out=model_db)
-        np.copyto(curve, model_db, where=index >= cp)
+        np.copyto(curve, model_db, where=beyond)
         curve -= total_db
     np.copyto(curve, 0.0, where=index <= onset[:, None])
     # NaN (a silent band) and -inf (nothing left) both become -1000 dB
