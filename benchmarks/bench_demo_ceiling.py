@@ -13,7 +13,11 @@ predictors that know more and more of the ground truth:
   camera stands near the ``x = 0`` wall and looks along +x, yaw within +-18 degrees: the far wall
   ``wall_x1`` and the side walls ``wall_y0``/``wall_y1`` are in view, ``wall_x0`` never is);
 - ``+ hidden wall``: all six materials, i.e. everything Eyring's formula uses;
-- ``pixels``: the same regressor on 16x16 RGB pixels plus the true 16x16 depth map.
+- ``pixels``: the same regressor on 16x16 RGB pixels plus the true 16x16 depth map;
+- ``CNN``: the demo's own image encoder (ResNet-18 from random weights on 64 px RGB + the true
+  depth map, as ``i2r demo`` feeds it) trained for ``--cnn-steps`` steps of batch 8 to regress
+  the per-band log T60 directly, with an L1 loss: the best the demo's encoder can do in a
+  budget of that many steps, with no GAN in the way (a demo step costs ~7x more than one of these).
 
 ``+ visible walls`` is a ceiling for any image-to-IR model: a model that read every visible
 material and the exact room size from the photo would still err by about this much, because one
@@ -21,7 +25,7 @@ wall's absorption is hidden behind the camera. Gradient-boosted trees (scikit-le
 materials stand in for a perfect reader; ground truth is the manifest's Eyring T60.
 
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n1000-seed0
-    .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels   # seconds, not minutes
+    .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --cnn-steps 0  # seconds
 """
 
 from __future__ import annotations
@@ -75,10 +79,48 @@ def pixel_features(data: Path, manifest: pd.DataFrame, size: int = 16) -> np.nda
     return np.stack(rows)
 
 
+def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int) -> np.ndarray:
+    """Train the demo's encoder (+ a linear head) on the training split to regress log T60 per
+    octave band; return the test split's predicted single-number T60 (s), ``(n_test,)``."""
+    import torch
+
+    from i2r.data.datasets import PairedDataset
+    from i2r.models.image2reverb import ModelConfig, SceneEncoder
+
+    torch.manual_seed(seed)
+    size = ModelConfig.preset("small").image_size
+    bands = [column for column in manifest.columns if column.startswith("t60_") and column != "t60_s"]
+
+    def split(name: str):
+        pairs = PairedDataset(data, name, 32, size, check_files=False)
+        items = [pairs[i] for i in range(len(pairs))]
+        target = np.log(manifest.loc[manifest["split"] == name, bands].to_numpy())
+        return (torch.stack([i["image"] for i in items]), torch.stack([i["depth"] for i in items]),
+                torch.tensor(target, dtype=torch.float32))
+
+    images, depth, target = split("train")
+    encoder = SceneEncoder("resnet18", 365, with_depth=True)
+    head = torch.nn.Linear(365, len(bands))
+    optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
+    for _ in range(steps):
+        batch = torch.randint(0, len(images), (8,))
+        loss = (head(encoder(images[batch], depth[batch])) - target[batch]).abs().mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    images, depth, _ = split("test")
+    encoder.eval()
+    with torch.no_grad():
+        predicted = torch.exp(head(encoder(images, depth))).numpy()
+    return predicted[:, [bands.index(band) for band in MID_BANDS]].mean(axis=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", required=True, help="an `i2r synth` folder (manifest.csv with train/test splits)")
     parser.add_argument("--no-pixels", action="store_true", help="skip the pixel regressor (reads every image)")
+    parser.add_argument("--cnn-steps", type=int, default=1200,
+                        help="training steps of the CNN regressor (0: skip it); default %(default)s")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     data = Path(args.data).expanduser()
@@ -97,8 +139,14 @@ def main() -> None:
         else:
             model = HistGradientBoostingRegressor(max_iter=400, random_state=args.seed)
             predicted = np.exp(model.fit(features[train], np.log(t60[train])).predict(features[test]))
-        stats = error_stats(predicted, t60[test])
-        print(f"{name:22s} {stats['mean']:+8.1f} {stats['sd']:7.1f} {stats['median_abs']:12.1f} {stats['log_sd']:10.3f}")
+        report(name, predicted, t60[test])
+    if args.cnn_steps:
+        report(f"CNN ({args.cnn_steps} steps)", cnn_predictions(data, manifest, args.cnn_steps, args.seed), t60[test])
+
+
+def report(name: str, predicted_s: np.ndarray, true_s: np.ndarray) -> None:
+    stats = error_stats(predicted_s, true_s)
+    print(f"{name:22s} {stats['mean']:+8.1f} {stats['sd']:7.1f} {stats['median_abs']:12.1f} {stats['log_sd']:10.3f}", flush=True)
 
 
 if __name__ == "__main__":
