@@ -186,7 +186,7 @@ class FilterBank:
 
     ``FilterBank(x, fs, lower_hz, upper_hz, order)`` takes ``x`` of shape ``(batch, n_samples)``;
     ``bank.band(k)`` returns band ``k`` filtered, shape ``(batch, n_samples)``, float32, computed
-    on demand so that only one band is held in memory at a time. With ``device`` (a torch
+    on demand (into a slot of :meth:`output_buffer` if given one). With ``device`` (a torch
     device name) the FFTs run in torch there and the bands are tensors on that device. With a
     :class:`Workspace` the FFT buffers are reused from the previous bank built with it.
     """
@@ -253,12 +253,13 @@ class FilterBank:
         return torch.fft.irfft(self.spectrum * magnitude, n=self.n_fft, dim=-1)[..., : self.n]
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def _interleaved_magnitude(n_fft: int, fs: float, kind: str, order: int, *edges_hz: float) -> np.ndarray:
     """The float32 magnitude of a band-pass (``edges_hz`` = lower, upper) or high-pass
     (``edges_hz`` = cut-off) on the ``n_fft``-point rfft bins, each value twice (for the real and
     imaginary parts), ``(2 * (n_fft // 2 + 1),)``, read-only. Cached: every chunk of a batch (and
-    every batch of equal-length IRs) uses the same responses."""
+    every batch of equal-length IRs) uses the same responses; 32 hold a one-third-octave bank
+    (0.55 MB each for 5.94 s at 22.05 kHz)."""
     freqs = np.fft.rfftfreq(n_fft, 1.0 / fs)
     if kind == "band":
         magnitude = band_magnitude(freqs, *edges_hz, order)

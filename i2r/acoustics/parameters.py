@@ -69,12 +69,13 @@ class AnalysisConfig:
       in NumPy either way; results agree with the NumPy path to float32 rounding.
     - ``chunk_samples``: band samples held at a time: a chunk of at most
       ``chunk_samples // ((n_bands + 1) * n_samples)`` IRs (at least one) is filtered into all
-      its bands at once (float32, 4 bytes x this: 32 MB per thread at 2**23) and the rows of
-      all its bands are measured in one vectorised pass. Bounds memory whatever the IR length
-      and the number of bands. 2**23 (9 IRs of 5.94 s at 22.05 kHz in octaves, 56 rows):
-      smaller chunks multiply the Python calls, larger ones leave the caches (measured).
+      its bands at once (float32, about 4 bytes x this: 35 MB per thread at 2**23) and the rows
+      of all its bands are measured in one vectorised pass. Bounds memory whatever the IR length
+      and the number of bands. 2**23 (9 IRs of 5.94 s at 22.05 kHz in octaves, 63 rows): 2**21
+      is 25 % slower (more Python calls per IR), 2**24 and 2**25 are no faster (measured).
     - ``workers``: threads measuring chunks side by side; 0 = all cores (``os.cpu_count()``).
-      The FFTs and NumPy's array loops release the GIL, so chunks overlap well. A batch is split
+      The FFTs and NumPy's array loops release the GIL, so chunks overlap (2 threads on 2 cores:
+      1.4x faster than one, for 25 % more CPU time; measured). A batch is split
       into equal chunks, a multiple of ``workers`` of them, so that no thread waits for a short
       last chunk. Results do not depend on it: every IR is measured independently of the others
       in its chunk, so any split gives the same numbers, bit for bit. With ``device`` the chunks
