@@ -72,7 +72,8 @@ class AnalysisConfig:
       its bands at once (float32, about 4 bytes x this: 35 MB per thread at 2**23) and the rows
       of all its bands are measured in one vectorised pass. Bounds memory whatever the IR length
       and the number of bands. 2**23 (9 IRs of 5.94 s at 22.05 kHz in octaves, 63 rows): 2**21
-      is 25 % slower (more Python calls per IR), 2**24 and 2**25 are no faster (measured).
+      is about 40 % slower on 2 threads (more Python calls per IR), 2**24 and 2**25 are no
+      faster (measured).
     - ``workers``: threads measuring chunks side by side; 0 = all cores (``os.cpu_count()``).
       The FFTs and NumPy's array loops release the GIL, so chunks overlap (2 threads on 2 cores:
       1.4x faster than one, for 25 % more CPU time; measured). A batch is split
