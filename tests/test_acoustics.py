@@ -3,6 +3,7 @@
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -428,3 +429,14 @@ def test_real_irs_give_finite_plausible_values(relative):
     stated = STATED_DECAY_S.get(Path(relative).stem)
     if stated is not None:
         assert float(params.broadband["t30_s"]) == pytest.approx(stated, rel=0.3)
+
+
+def test_all_cores_default_respects_omp_num_threads(monkeypatch):
+    """Under torchrun (OMP_NUM_THREADS=1 per process) the default must not start a thread per core."""
+    from i2r.acoustics.parameters import _thread_count
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert _thread_count(AnalysisConfig()) == 1
+    assert _thread_count(AnalysisConfig(workers=3)) == 3
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    assert _thread_count(AnalysisConfig()) == len(os.sched_getaffinity(0))

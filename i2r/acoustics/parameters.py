@@ -74,7 +74,9 @@ class AnalysisConfig:
       and the number of bands. 2**23 (9 IRs of 5.94 s at 22.05 kHz in octaves, 63 rows): 2**21
       is about 40 % slower on 2 threads (more Python calls per IR), 2**24 and 2**25 are no
       faster (measured).
-    - ``workers``: threads measuring chunks side by side; 0 = all cores (``os.cpu_count()``).
+    - ``workers``: threads measuring chunks side by side; 0 = all cores this process may use
+      (``os.sched_getaffinity``), or ``OMP_NUM_THREADS`` when that is set: torchrun sets it to 1
+      for each of its processes, which then do not start a thread per core each.
       The FFTs and NumPy's array loops release the GIL, so chunks overlap (2 threads on 2 cores:
       1.4x faster than one, for 25 % more CPU time; measured). A batch is split
       into equal chunks, a multiple of ``workers`` of them, so that no thread waits for a short
@@ -573,7 +575,12 @@ def _measure_chunks(flat: np.ndarray, fs: float, config: AnalysisConfig, ranges:
 def _thread_count(config: AnalysisConfig) -> int:
     if config.device is not None:
         return 1
-    return config.workers or os.cpu_count() or 1
+    if config.workers:
+        return config.workers
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.isdigit() and int(omp) > 0:
+        return int(omp)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def _chunks(flat: np.ndarray, chunk_samples: int, workers: int) -> list[np.ndarray]:
