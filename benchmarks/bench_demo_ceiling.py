@@ -5,21 +5,18 @@ The demo's figure of merit is the relative error of the single-number T60 (mean 
 split of an ``i2r synth`` set and reports the same error statistics on its test split, for
 predictors that know more and more of the ground truth:
 
-- ``constant``: the training set's geometric-mean T60 (no information);
-- ``category``: small / medium / large / outdoor;
-- ``+ dimensions``: length, width, height, volume and surface area (perfect geometry);
-- ``+ floor, ceiling``: their materials;
-- ``+ visible walls``: the materials of the three walls in the camera's field of view (the
-  camera stands near the ``x = 0`` wall and looks along +x, yaw within +-18 degrees: the far wall
-  ``wall_x1`` and the side walls ``wall_y0``/``wall_y1`` are in view, ``wall_x0`` never is);
-- ``+ hidden wall``: all six materials, i.e. everything Eyring's formula uses;
+- the scene-parameter rows of :func:`i2r.data.synthetic.predictability.information_ceiling`
+  (what ``i2r demo``'s report shows too): a constant (the training geometric mean); room category
+  and exact dimensions; + floor and ceiling materials; + the materials of the walls in view (the
+  camera stands near the ``x = 0`` wall looking along +x, so ``wall_x0`` is never in view); +
+  that hidden wall, i.e. everything Eyring's formula uses;
 - ``pixels``: the same regressor on 16x16 RGB pixels plus the true 16x16 depth map;
 - ``CNN``: the demo's own image encoder (ResNet-18 from random weights on 64 px RGB + the true
   depth map, as ``i2r demo`` feeds it) trained for ``--cnn-steps`` steps of batch 8 to regress
   the per-band log T60 directly, with an L1 loss: the best the demo's encoder can do in a
   budget of that many steps, with no GAN in the way (a demo step costs ~7x more than one of these).
 
-``+ visible walls`` is a ceiling for any image-to-IR model: a model that read every visible
+"+ the walls in view" is a ceiling for any image-to-IR model: a model that read every visible
 material and the exact room size from the photo would still err by about this much, because one
 wall's absorption is hidden behind the camera. Gradient-boosted trees (scikit-learn) on one-hot
 materials stand in for a perfect reader; ground truth is the manifest's Eyring T60.
@@ -35,35 +32,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import HistGradientBoostingRegressor
 
-MID_BANDS = ("t60_500_s", "t60_1000_s")
-GEOMETRY = ["length_m", "width_m", "height_m", "volume_m3", "surface_m2"]
-LEVELS = {
-    "constant": None,
-    "category": ([], []),
-    "+ dimensions": (GEOMETRY, []),
-    "+ floor, ceiling": (GEOMETRY, ["floor", "ceiling"]),
-    "+ visible walls": (GEOMETRY, ["floor", "ceiling", "wall_x1", "wall_y0", "wall_y1"]),
-    "+ hidden wall": (GEOMETRY, ["floor", "ceiling", "wall_x1", "wall_y0", "wall_y1", "wall_x0"]),
-}
-
-
-def error_stats(predicted_s: np.ndarray, true_s: np.ndarray) -> dict:
-    """Relative error (%) statistics of predicted vs true T60 ``(n,)``, as ``i2r eval`` reports them."""
-    error = 100.0 * (predicted_s - true_s) / true_s
-    return {"mean": error.mean(), "sd": error.std(ddof=1), "median_abs": np.median(np.abs(error)),
-            "log_sd": np.std(np.log(predicted_s / true_s), ddof=1)}
-
-
-def scene_features(manifest: pd.DataFrame, numeric: list[str], materials: list[str]) -> np.ndarray:
-    """Category one-hot + ``numeric`` columns (NaN -> 0: outdoor scenes) + one-hot ``materials``
-    (absent -> its own level) -> ``(n_scenes, n_features)``."""
-    parts = [pd.get_dummies(manifest["scene"])]
-    if numeric:
-        parts.append(manifest[numeric].fillna(0.0))
-    parts += [pd.get_dummies(manifest[column].fillna("none"), prefix=column) for column in materials]
-    return pd.concat(parts, axis=1).to_numpy(dtype=float)
+from i2r.data.synthetic.predictability import (MID_BANDS, error_stats, fit_and_score, information_ceiling,
+                                               single_number_t60)
 
 
 def pixel_features(data: Path, manifest: pd.DataFrame, size: int = 16) -> np.ndarray:
@@ -125,28 +96,22 @@ def main() -> None:
     args = parser.parse_args()
     data = Path(args.data).expanduser()
     manifest = pd.read_csv(data / "manifest.csv")
-    t60 = manifest[list(MID_BANDS)].mean(axis=1).to_numpy()
+    t60 = single_number_t60(manifest)
     train, test = (manifest["split"] == "train").to_numpy(), (manifest["split"] == "test").to_numpy()
     print(f"{data}: {train.sum()} training and {test.sum()} test scenes; single-number T60 = mean of "
           f"{' and '.join(MID_BANDS)} (manifest, Eyring)")
-    print(f"{'predictor':22s} {'mean %':>8s} {'SD %':>7s} {'median|e| %':>12s} {'SD of log':>10s}")
-    candidates = {name: (scene_features(manifest, *columns) if columns else None) for name, columns in LEVELS.items()}
+    print(f"{'predictor':44s} {'mean %':>8s} {'SD %':>7s} {'median|e| %':>12s} {'SD of log':>10s}")
+    for row in information_ceiling(manifest, args.seed).to_dict("records"):
+        report(row["predictor"], row)
     if not args.no_pixels:
-        candidates["pixels (16x16 + depth)"] = pixel_features(data, manifest)
-    for name, features in candidates.items():
-        if features is None:
-            predicted = np.full(test.sum(), np.exp(np.log(t60[train]).mean()))
-        else:
-            model = HistGradientBoostingRegressor(max_iter=400, random_state=args.seed)
-            predicted = np.exp(model.fit(features[train], np.log(t60[train])).predict(features[test]))
-        report(name, predicted, t60[test])
+        report("pixels (16x16 + depth)", fit_and_score(pixel_features(data, manifest), t60, train, test, args.seed))
     if args.cnn_steps:
-        report(f"CNN ({args.cnn_steps} steps)", cnn_predictions(data, manifest, args.cnn_steps, args.seed), t60[test])
+        predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed)
+        report(f"CNN ({args.cnn_steps} steps)", error_stats(predicted, t60[test]))
 
 
-def report(name: str, predicted_s: np.ndarray, true_s: np.ndarray) -> None:
-    stats = error_stats(predicted_s, true_s)
-    print(f"{name:22s} {stats['mean']:+8.1f} {stats['sd']:7.1f} {stats['median_abs']:12.1f} {stats['log_sd']:10.3f}", flush=True)
+def report(name: str, stats: dict) -> None:
+    print(f"{name:44s} {stats['mean']:+8.1f} {stats['sd']:7.1f} {stats['median_abs']:12.1f} {stats['log_sd']:10.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -183,9 +183,28 @@ def _stats_row(name: str, stats: dict) -> list:
             format_number(stats["median"], signed=True), format_number(stats["median_abs"])]
 
 
+def _ceiling_blocks(ceiling) -> list:
+    """Report blocks: the information-ceiling table and what it means."""
+    from i2r.report import heading, paragraph, table
+
+    rows = [[r.predictor, str(r.n_test), f"{r.mean:+.1f}", f"{r.sd:.1f}", f"{r.median_abs:.1f}"]
+            for r in ceiling.itertuples()]
+    return [
+        heading("How far one view can go"),
+        paragraph("A room's T60 depends on its size and on all six surfaces, but the camera always has its "
+                  "back to one wall. Gradient-boosted trees fitted on the training rooms' true scene "
+                  "parameters stand in for a perfect reader of the photo; their T60 error on the same test "
+                  "rooms (manifest Eyring T60) bounds what any image-to-IR model can reach on this data."),
+        table(["knows", "n", "mean (%)", "SD (%)", "median |error| (%)"], rows,
+              "T60 error of predictions from ground-truth scene parameters", name="t60_ceiling"),
+    ]
+
+
 def write_demo_report(config: DemoConfig, metrics: dict, examples: list[dict], eval_dir: Path,
-                      training: dict, data_summary: dict) -> dict:
-    """The demo's report: error table vs the paper, scatter per band, examples with audio."""
+                      training: dict, data_summary: dict, ceiling=None) -> dict:
+    """The demo's report: error table vs the paper, scatter per band, examples with audio, and
+    (``ceiling``: :func:`i2r.data.synthetic.predictability.information_ceiling`'s table) how
+    well the T60 could be predicted at all from what the camera sees."""
     import shutil
 
     from i2r.audio import SAMPLE_RATE, save_wav
@@ -220,6 +239,7 @@ def write_demo_report(config: DemoConfig, metrics: dict, examples: list[dict], e
                   f"better than the NN baseline: {'met' if met else 'NOT met'}."),
         figure("t60_scatter.png", "Generated vs true T30 per octave band and the single number (log axes)"),
         figure("t60_error.png", "Distribution of the signed T60 error: model and NN baseline"),
+        *(_ceiling_blocks(ceiling) if ceiling is not None else []),
         heading("Examples"),
         audio("dry.wav", "the dry signal"),
     ]
@@ -238,11 +258,13 @@ def run_demo(config: DemoConfig) -> dict:
     """Run the demo; returns the ``--format json`` summary (see DESIGN.md)."""
     import json
 
+    import pandas as pd
     import torch
 
     from i2r.checkpoint import load_model
     from i2r.data.datasets import PairedDataset
     from i2r.data.synthetic import SynthConfig, generate
+    from i2r.data.synthetic.predictability import information_ceiling
     from i2r.evaluate import EvalConfig, evaluate, resolve_device
     from i2r.files import atomic_write_text
     from i2r.train import TrainConfig, train
@@ -281,7 +303,8 @@ def run_demo(config: DemoConfig) -> dict:
         examples = example_figures(model, norm, test_set, _pick_examples(test_set, records, config.n_examples),
                                    config.seed, out)
     training = {"minutes": (time.perf_counter() - started) / 60.0, "steps": train_summary["step"]}
-    paths = write_demo_report(config, metrics, examples, eval_dir, training, summary.splits)
+    ceiling = information_ceiling(pd.read_csv(data / "manifest.csv"), seed=config.seed)
+    paths = write_demo_report(config, metrics, examples, eval_dir, training, summary.splits, ceiling)
     atomic_write_text(out / "demo_config.json", json.dumps(dataclasses.asdict(config), indent=2) + "\n")
     keys = ("mean", "sd", "median", "median_abs")
     return {"minutes": config.minutes,

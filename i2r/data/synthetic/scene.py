@@ -23,6 +23,9 @@ from i2r.data.synthetic.materials import SPEED_OF_SOUND, absorption, air_energy_
 CATEGORIES = ("small", "medium", "large", "outdoor")
 SURFACES = ("floor", "ceiling", "wall_x0", "wall_x1", "wall_y0", "wall_y1")
 """Room surfaces in this order: z=0, z=H, x=0, x=L, y=0, y=W."""
+OUT_OF_VIEW = "wall_x0"
+"""The surface the camera never sees: it stands near x = 0 looking along +x (yaw within +-18
+degrees, see ``_camera``), so the far wall, both side walls, floor and ceiling are in view."""
 
 T60_RANGE_S = (0.15, 6.0)
 """Rooms are redrawn until every band's T60 lies in this range: below it an octave filter's own
