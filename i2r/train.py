@@ -290,9 +290,11 @@ class WeightAverage:
 
     After every step, each parameter's average moves ``1 - beta`` of the way to its new value;
     buffers (BatchNorm statistics) are copied. A GAN generator's weights keep oscillating around
-    the equilibrium, and the average of the last ~``1 / (1 - beta)`` steps generates better than
-    any single iterate (Karras et al. 2018, ProGAN's G_ema; Yazici et al. 2019). The discriminator
-    only matters for training and is not averaged. ``state`` (what checkpoints store under
+    the equilibrium, and in long runs the average of the last ~``1 / (1 - beta)`` steps generates
+    better than single iterates (Karras et al. 2018, ProGAN's G_ema; Yazici et al. 2019). It is
+    not a sure gain: the copied BatchNorm statistics belong to the live encoder, which the average
+    lags, and in 600-step demo runs beta 0.99 was better at step 300 and worse at 600 (README).
+    The discriminator only matters for training and is not averaged. ``state`` (what checkpoints store under
     ``"ema"``) is a partial state dict of the model: :func:`i2r.checkpoint.load_model` loads it
     over the trained weights.
     """
