@@ -197,8 +197,16 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
         atomic_write_text(out / "config.json", json.dumps(
             {"train": asdict(cfg), "model": asdict(model_config), "world_size": world}, indent=2) + "\n")
         log = _MetricLog(out, step if cfg.resume else 0)
-    progress = tqdm(total=total_steps, initial=step, disable=not master, file=sys.stderr, desc="train",
-                    dynamic_ncols=True)
+    # A run bounded by time alone gets a bar of seconds of its budget: counting steps, it would
+    # promise all the epochs' steps (hours) for a ten-minute run.
+    by_time = cfg.max_minutes > 0 and not cfg.max_steps
+    if by_time:
+        progress = tqdm(total=max(1, round(cfg.max_minutes * 60)), disable=not master, file=sys.stderr,
+                        desc="train (time budget)", dynamic_ncols=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n}/{total} s [{elapsed}<{remaining}{postfix}]")
+    else:
+        progress = tqdm(total=total_steps, initial=step, disable=not master, file=sys.stderr, desc="train",
+                        dynamic_ncols=True)
     val_metrics: dict = {}
     started = tick = time.perf_counter()
     logged_step = step
@@ -216,12 +224,12 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
             end_of_epoch = batch_in_epoch == steps_per_epoch
             if end_of_epoch:
                 epoch, batch_in_epoch = epoch + 1, 0
-            progress.update(1)
+            progress.update(int(min(time.perf_counter() - started, progress.total)) - progress.n if by_time else 1)
             if master and (step % cfg.log_every == 0 or step == total_steps):
                 seconds = (time.perf_counter() - tick) / (step - logged_step)
                 tick, logged_step = time.perf_counter(), step
                 log.write(step, epoch, "train", losses | {"s_per_step": seconds})
-                progress.set_postfix(d=f"{losses['loss_d']:.3f}", g=f"{losses['loss_g']:.3f}")
+                progress.set_postfix(step=step, d=f"{losses['loss_d']:.3f}", g=f"{losses['loss_g']:.3f}")
             if val_set is not None and (step % cfg.val_every == 0 if cfg.val_every else end_of_epoch):
                 val_metrics = _validate(model, val_set, norm, cfg, device, autocast, master, world)
                 if master:

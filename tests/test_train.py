@@ -149,12 +149,14 @@ def test_load_model_infers_with_the_weight_average(tiny_checkpoint, tmp_path):
     assert torch.equal(model.state_dict()["discriminator.head2.weight"], state["model"]["discriminator.head2.weight"])
 
 
-def test_ablation_flags_and_time_budget(data, tmp_path, one_thread):
+def test_ablation_flags_and_time_budget(data, tmp_path, one_thread, capsys):
     from i2r.train import train
 
     # A budget spent after the first step: the run stops there, with a checkpoint. (One loader worker.)
     summary = train(TrainConfig(data=str(data), out=str(tmp_path), resolution=32, image_size=64, batch_size=2,
                                 max_minutes=1e-9, log_every=1, no_depth=True, no_t60p=True, num_workers=1))
+    # its progress bar counts seconds of the budget, not the 200 epochs' steps
+    assert "train (time budget)" in capsys.readouterr().err
     state = load(tmp_path / "last.pt")
     assert summary["step"] == state["step"] == 1
     assert state["model"]["encoder.resnet.conv1.weight"].shape[1] == 3  # RGB only
