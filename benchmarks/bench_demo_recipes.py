@@ -34,6 +34,10 @@ RECIPES = {
                              depth_weight=100.0, batch_size=8),
     "demo-batch4": dict(lr_generator=1e-3, lr_discriminator=5e-4, lr_encoder=1e-3, beta1=0.9, t60p_weight=10.0,
                         depth_weight=100.0, batch_size=4),
+    # The demo's recipe plus a moving average of the weights (evaluated with the average; the
+    # trajectory is the demo's own, so "demo" at the same milestones gives the raw weights).
+    "demo-ema99": dict(lr_generator=1e-3, lr_discriminator=5e-4, lr_encoder=1e-3, beta1=0.9, t60p_weight=10.0,
+                       depth_weight=100.0, batch_size=8, ema_beta=0.99),
     "demo-2x-rates": dict(lr_generator=2e-3, lr_discriminator=1e-3, lr_encoder=2e-3, beta1=0.9, t60p_weight=10.0,
                           depth_weight=100.0, batch_size=8),
 }
