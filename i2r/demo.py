@@ -187,7 +187,7 @@ def _ceiling_blocks(ceiling) -> list:
     """Report blocks: the information-ceiling table and what it means."""
     from i2r.report import heading, paragraph, table
 
-    rows = [[r.predictor, str(r.n_test), f"{r.mean:+.1f}", f"{r.sd:.1f}", f"{r.median_abs:.1f}"]
+    rows = [[r.predictor, str(r.n), f"{r.mean:+.1f}", f"{r.sd:.1f}", f"{r.median_abs:.1f}"]
             for r in ceiling.itertuples()]
     return [
         heading("How far one view can go"),

@@ -31,11 +31,11 @@ PREDICTORS = {
 
 
 def error_stats(predicted_s: np.ndarray, true_s: np.ndarray) -> dict:
-    """Signed relative error ``100 (predicted - true) / true`` (%) of T60s ``(n,)``: its mean, SD
-    (n - 1), median absolute value, and the SD of the log ratio."""
-    error = 100.0 * (predicted_s - true_s) / true_s
-    return {"mean": float(error.mean()), "sd": float(error.std(ddof=1)),
-            "median_abs": float(np.median(np.abs(error))),
+    """Signed relative error ``100 (predicted - true) / true`` (%) of T60s ``(n,)``: the statistics
+    ``i2r eval`` reports (:func:`i2r.evaluate.error_stats`) plus the SD of the log ratio."""
+    from i2r.evaluate import error_stats as eval_error_stats
+
+    return {**eval_error_stats(100.0 * (predicted_s - true_s) / true_s),
             "log_sd": float(np.std(np.log(predicted_s / true_s), ddof=1))}
 
 
@@ -69,8 +69,9 @@ def fit_and_score(features: np.ndarray | None, t60_s: np.ndarray, train: np.ndar
 
 
 def information_ceiling(manifest: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
-    """One row per predictor of :data:`PREDICTORS`: ``predictor``, ``n_train``, ``n_test``, and the
-    ``mean``, ``sd``, ``median_abs`` (%) and ``log_sd`` of its T60 error on the test split.
+    """One row per predictor of :data:`PREDICTORS`: ``predictor``, ``n_train``, and :func:`error_stats`
+    of its T60 error on the test split (``n`` test rooms; ``mean``, ``sd``, ``median``, ``iqr``,
+    ``median_abs`` in %; ``log_sd``).
 
     ``manifest``: an ``i2r synth`` manifest (its ``split``, ``scene``, geometry, material and
     per-band T60 columns) with at least two training and two test rooms, else :class:`UserError`.
@@ -83,6 +84,6 @@ def information_ceiling(manifest: pd.DataFrame, seed: int = 0) -> pd.DataFrame:
     rows = []
     for name, columns in PREDICTORS.items():
         features = scene_features(manifest, *columns) if columns else None
-        rows.append({"predictor": name, "n_train": int(train.sum()), "n_test": int(test.sum()),
+        rows.append({"predictor": name, "n_train": int(train.sum()),
                      **fit_and_score(features, t60_s, train, test, seed)})
     return pd.DataFrame(rows)
