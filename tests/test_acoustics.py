@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from i2r.acoustics import (AcousticParameters, AnalysisConfig, analyze, band_centres, band_edges,
                            decay_time, validate_ir)
 from i2r.acoustics.bands import G, FilterBank, band_magnitude, exact_centres
+from i2r.acoustics.parameters import FFT_LANES, _chunks
 from i2r.acoustics.decay import (EnergySums, LundebySettings, _Frames, decay_curve_db, lundeby,
                                 onset_index)
 from i2r.audio import load_audio, to_mono
@@ -361,6 +362,20 @@ def test_chunks_and_threads_change_nothing(chunk_irs, workers):
                 "crosspoint_s"):
         np.testing.assert_array_equal(split[key], whole[key], err_msg=key)
     assert split.warnings == whole.warnings and any(whole.warnings)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 300), largest=st.integers(1, 40), workers=st.integers(1, 4))
+def test_chunks_are_whole_fft_lane_groups_spread_over_the_threads(n, largest, workers):
+    parts = _chunks(np.arange(n)[:, None], largest, workers)
+    np.testing.assert_array_equal(np.concatenate(parts)[:, 0], np.arange(n))
+    sizes = [len(part) for part in parts]
+    group = FFT_LANES if largest >= FFT_LANES else 1
+    groups = -(-n // group)
+    assert max(sizes) <= largest and min(sizes) > 0
+    assert all(size % group == 0 for size in sizes[:-1])
+    assert len(parts) % workers == 0 or len(parts) == groups
+    assert max(sizes[:-1], default=0) - min(sizes[:-1], default=0) <= group  # balanced threads
 
 
 def test_workers_must_be_zero_or_a_thread_count():
