@@ -21,6 +21,9 @@ pyrato are single-threaded libraries, so the one-thread ratio compares like with
 all-core ratio is what a user of each library gets on this machine; the CPU-time ratio (process
 CPU seconds per IR) shows the work saved rather than the cores added.
 
+Also timed, on one thread: i2r's zero-phase filter bank alone (the forward FFT and the weighted
+inverse FFTs, nothing measured), the floor of any implementation of that bank.
+
 Printed: per-IR median wall and CPU times, the ratios, and the median absolute T30 error (%)
 per band against the ground truth for each tool on the same subset (and for i2r on all IRs).
 
@@ -116,6 +119,26 @@ def run_i2r(irs: np.ndarray, fs: int, workers: int = 0):
     return np.asarray(params.t30_s), np.asarray(params.bands_hz)
 
 
+def run_filter_bank(irs: np.ndarray, fs: int) -> None:
+    """Only the filtering that :func:`run_i2r` does on one thread: per chunk, the forward FFT and
+    the weighted inverse FFTs of broadband and every octave band into reused buffers. No
+    implementation of this zero-phase bank can measure faster than this takes."""
+    from i2r.acoustics import AnalysisConfig, band_centres, band_edges
+    from i2r.acoustics.bands import FilterBank, Workspace
+    from i2r.acoustics.parameters import _chunks
+
+    config = AnalysisConfig(bands="octave", workers=1)
+    centres = band_centres(config.bands, fs)
+    lower, upper = band_edges(config.bands, centres)
+    with Workspace.borrowed() as workspace:
+        for part in _chunks(irs, config.chunk_samples // (1 + len(centres)), 1):
+            bank = FilterBank(part, fs, lower, upper, config.filter_order, workspace=workspace)
+            slots = bank.output_buffer(1 + len(bank))
+            bank.highpass(lower[0], slots[0])
+            for k in range(len(bank)):
+                bank.band(k, slots[k + 1])
+
+
 def run_acoustic_toolbox(path: str) -> np.ndarray:
     """T30, EDT, C50 and C80 per octave band of one WAV file; returns T30 ``(n_bands,)``."""
     from acoustic_toolbox.room import c50_from_file, c80_from_file, t60_impulse
@@ -155,12 +178,14 @@ def timed(fn, *args):
 @dataclass
 class Measurements:
     """Per-IR wall and CPU seconds and T30 ``(k, n_bands)`` of each tool, with the ground truth;
-    i2r on one thread (``i2r1``) and on all cores (``i2r``)."""
+    i2r on one thread (``i2r1``) and on all cores (``i2r``), and its filter bank alone (``bank``)."""
 
     i2r_s: list = field(default_factory=list)
     i2r_cpu_s: list = field(default_factory=list)
     i2r1_s: list = field(default_factory=list)
     i2r1_cpu_s: list = field(default_factory=list)
+    bank_s: list = field(default_factory=list)
+    bank_cpu_s: list = field(default_factory=list)
     i2r_t30: list = field(default_factory=list)
     truth: list = field(default_factory=list)
     sub_index: list = field(default_factory=list)
@@ -188,6 +213,7 @@ def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> M
     warm_up = synth_set(config, 0, 2)[0]  # imports and caches are not part of the timings
     run_i2r(warm_up, config.fs)
     run_i2r(warm_up, config.fs, 1)
+    run_filter_bank(warm_up, config.fs)
     run_pyrato(warm_up[0], config.fs)
     warm_path = os.path.join(folder, "warm_up.wav")
     soundfile.write(warm_path, warm_up[0].astype(np.float32), config.fs, subtype="FLOAT")
@@ -204,6 +230,9 @@ def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> M
             raise SystemExit("i2r on one thread and on all cores disagree")
         m.i2r_s.append(seconds / len(irs))
         m.i2r_cpu_s.append(cpu / len(irs))
+        _, seconds, cpu = timed(run_filter_bank, irs, config.fs)
+        m.bank_s.append(seconds / len(irs))
+        m.bank_cpu_s.append(cpu / len(irs))
         m.i2r_t30.append(t30)
         m.truth.append(t60)
         for j in range(min(per_block, n_competitors - len(m.sub_index), len(irs))):
@@ -249,6 +278,7 @@ def print_times(m: Measurements, n: int, block: int, n_sub: int) -> None:
     print("\nper-IR time (median over blocks / IRs), full parameter set unless noted:")
     print(f"{'':30}{'wall ms':>9}{'CPU ms':>9}")
     rows = [("i2r, 1 thread", "i2r1"), (f"i2r, default ({threads} threads)", "i2r"),
+            ("i2r's filter bank alone, 1 th", "bank"),
             (f"acoustic-toolbox ({n_sub} IRs)", "toolbox"), (f"pyrato, T30 only ({n_sub} IRs)", "pyrato")]
     for label, key in rows:
         print(f"  {label:28}{ms[key + '_s']:9.2f}{ms[key + '_cpu_s']:9.2f}")
@@ -258,6 +288,9 @@ def print_times(m: Measurements, n: int, block: int, n_sub: int) -> None:
     for label, key, target in (("acoustic-toolbox / i2r", "toolbox", 20), ("pyrato / i2r", "pyrato", 10)):
         print(f"  {label:28}{ms[key + '_s'] / ms['i2r1_s']:9.1f}x{ms[key + '_s'] / ms['i2r_s']:9.1f}x"
               f"{ms[key + '_cpu_s'] / ms['i2r_cpu_s']:9.1f}x{f'>= {target}x':>9}")
+    print(f"\nthe filter bank alone is {100 * ms['bank_s'] / ms['i2r1_s']:.0f} % of i2r's one-thread time: "
+          f"were everything else free, the one-thread ratios would be {ms['toolbox_s'] / ms['bank_s']:.1f}x "
+          f"(acoustic-toolbox) and {ms['pyrato_s'] / ms['bank_s']:.1f}x (pyrato)")
 
 
 def main(argv=None) -> None:
