@@ -262,7 +262,7 @@ def nan_count(estimate: np.ndarray) -> np.ndarray:
 
 def print_accuracy(rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
     header = "".join(f"{f:>9.0f}" for f in OCTAVES_HZ)
-    print(f"\nT30 median |error| vs ground-truth T60, % per octave band (NaN count in brackets)")
+    print("\nT30 median |error| vs ground-truth T60, % per octave band (NaN count in brackets)")
     print(f"{'tool':<28}{header}")
     for name, (estimate, truth) in rows.items():
         errors = abs_pct_error(estimate, truth)
