@@ -189,7 +189,8 @@ def _add_train(sub):
     p.add_argument("--no-places", action="store_true", help="ablation: random encoder weights, ignoring --places-weights")
     p.add_argument("--places-weights", default="", help="Places365 ResNet .pth.tar to start the encoder from")
     p.add_argument("--monodepth-weights", default="", help="folder with Monodepth2's encoder.pth and depth.pth")
-    p.add_argument("--depth-supervision", action="store_true", help="L1 between the depth net and the data's true depth")
+    p.add_argument("--depth-supervision", action="store_true", help="train the depth net on the data's true depth maps (L1), and on them alone: the "
+                        "encoder's gradient no longer reaches it")
     p.add_argument("--depth-weight", type=float, default=1.0, help="weight of that depth L1 (default: %(default)s)")
     p.add_argument("--ema-beta", type=float, default=0.0,
                    help="keep a moving average of the encoder/depth/generator weights with this decay per step and "

@@ -79,7 +79,7 @@ class TrainConfig:
     no_places: bool = False  # ablation: encoder from random weights even if places_weights is set
     places_weights: str = ""  # resnet*_places365.pth.tar to start the encoder from
     monodepth_weights: str = ""  # folder with Monodepth2's encoder.pth and depth.pth
-    depth_supervision: bool = False  # L1 between the depth net and the data set's true depth maps
+    depth_supervision: bool = False  # L1 between the depth net and the data set's true depth maps, its only teacher
     ema_beta: float = 0.0  # keep an exponential moving average of the encoder, depth and generator weights
     #   (ProGAN's G_ema) with this decay per step, saved in checkpoints and used for inference; 0: off
     amp: str = "bf16"  # CUDA only: "bf16", "fp16" (with a gradient scaler) or "off"
@@ -262,7 +262,9 @@ def _train_step(model, batch, norm, optimizers, scaler, autocast, cfg, world, de
     images = batch["image"].to(device, non_blocking=True)
     real = norm.normalize(batch["logspec"].to(device, non_blocking=True).float())
     with autocast():
-        features, depth = model.encode(images)
+        # A supervised depth network learns depth from the true maps alone: the GAN's gradient,
+        # reaching it through the encoder, made it collapse to a constant map (demo, measured)
+        features, depth = model.encode(images, detach_depth=cfg.depth_supervision)
         fake = model.generate(features)
 
     # Discriminator: LSGAN on (real, features) vs (fake, features), no gradient into G or the encoder.

@@ -189,6 +189,21 @@ def test_model_wiring_and_depth_modes():
         model.encode(images, depth_mode="far")
 
 
+def test_detached_depth_gets_no_gradient_from_the_features():
+    """With depth supervision the depth network learns from the true maps alone (the GAN's
+    gradient through the encoder made it collapse to a constant map)."""
+    model = Image2Reverb(_tiny_config())
+    images = torch.rand(2, 3, 64, 64)
+    for detach, reaches in ((False, True), (True, False)):
+        model.zero_grad()
+        features, depth = model.encode(images, detach_depth=detach)
+        features.sum().backward()
+        grads = [p.grad for p in model.depth.parameters()]
+        assert any(g is not None and g.abs().sum() > 0 for g in grads) == reaches
+        assert model.encoder.resnet.conv1.weight.grad[:, 3].abs().sum() > 0  # the 4th channel is still read
+        assert depth.requires_grad  # its own loss still trains it
+
+
 def test_no_depth_model_has_a_three_channel_encoder():
     model = Image2Reverb(_tiny_config("none")).eval()
     assert model.depth is None and model.encoder.resnet.conv1.weight.shape[1] == 3

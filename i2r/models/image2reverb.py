@@ -185,10 +185,14 @@ class Image2Reverb(nn.Module):
             return _depth_at_any_size(self.depth, images)
         return images.new_full((images.shape[0], 1, images.shape[2], images.shape[3]), mode)
 
-    def encode(self, images: Tensor, depth_mode: str | float | None = None) -> tuple[Tensor, Tensor | None]:
-        """Images ``(B, 3, H, W)`` in [0, 1] -> (features ``(B, 365)``, depth ``(B, 1, H, W)`` or None)."""
+    def encode(self, images: Tensor, depth_mode: str | float | None = None,
+               detach_depth: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Images ``(B, 3, H, W)`` in [0, 1] -> (features ``(B, 365)``, depth ``(B, 1, H, W)`` or None).
+
+        ``detach_depth``: the encoder sees the depth map as a constant input, so no gradient of
+        the features reaches the depth network (which then learns only from its own loss)."""
         depth = self.estimate_depth(images, depth_mode)
-        return self.encoder(images, depth), depth
+        return self.encoder(images, depth.detach() if detach_depth and depth is not None else depth), depth
 
     def generate(self, features: Tensor, noise: Tensor | None = None,
                  generator: torch.Generator | None = None) -> Tensor:
