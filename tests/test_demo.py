@@ -35,7 +35,7 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path, capsys):
         assert trained[name] == getattr(recipe, name), name
     assert trained["depth_supervision"] and trained["preset"] == "small"
     report = Path(summary["report"]).read_text()
-    assert "paper: main model" in report and "Depth:" in report
+    assert "paper: main model" in report and "Depth:" in report and "mean depth map" in report
     assert "How far one view can go" in report and "the walls in view: what the camera sees" in report
     for name in ("report.html", "t60_scatter.png", "t60_error.png", "dry.wav", "eval/metrics.json"):
         assert (out / name).is_file(), name

@@ -172,6 +172,14 @@ class PairedDataset(torch.utils.data.Dataset):
             item["t60_s"] = record.t60_s
         return item
 
+    def depth(self, index: int) -> torch.Tensor | None:
+        """The true depth map of pair ``index`` alone (no image, IR or spectrogram decoded):
+        ``(1, S, S)`` float32 in [0, 1] as in ``__getitem__``, or None without depth maps."""
+        record = self.records[index]
+        if record.depth_path is None:
+            return None
+        return load_depth(record.depth_path, self.image_size, *_depth_units(record))
+
     def _decoded(self, index: int, ir) -> dict:
         """``image``, ``logspec`` (and ``depth``) of pair ``index``, from the cache when there
         (``ir``: the decoded IR when the caller has it, else ``None``)."""
@@ -182,7 +190,7 @@ class PairedDataset(torch.utils.data.Dataset):
         decoded = {"image": load_image(record.image_path, self.image_size),
                    "logspec": ir_to_logspec(ir, self.resolution).unsqueeze(0)}
         if record.depth_path is not None:
-            decoded["depth"] = load_depth(record.depth_path, self.image_size, *_depth_units(record))
+            decoded["depth"] = self.depth(index)
         if self._cache is not None and torch.utils.data.get_worker_info() is None:
             self._cache[index] = decoded
         return decoded
