@@ -203,6 +203,9 @@ def _add_train(sub):
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default: %(default)s)")
     p.add_argument("--log-every", type=int, default=10, help="steps between metric rows (default: %(default)s)")
     p.add_argument("--val-every", type=int, default=0, help="steps between validation passes (default: 0, each epoch)")
+    p.add_argument("--select-best", action="store_true",
+                   help="also invert and measure the validation IRs as i2r eval does, and keep RUN/best.pt: the "
+                        "weights with the lowest median |T60 error| (an unmeasurable IR counts as infinitely wrong)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument("--resume", action="store_true", help="continue exactly from RUN/last.pt")
     p.add_argument("--stop-after-step", type=int, default=0, help="crash on purpose (SIGKILL) after step N: tests --resume")

@@ -249,7 +249,11 @@ def write_demo_report(config: DemoConfig, metrics: dict, examples: list[dict], e
             ["paper: NN baseline (real data)", "–", f"{PAPER_TABLE3['NN'][0]:+.2f}", f"{PAPER_TABLE3['NN'][1]:.1f}", "–", "–"]]
     blocks = [
         paragraph(f"Trained the small preset for {training['minutes']:.1f} min ({training['steps']} steps, "
-                  f"batch {config.batch_size}) on {data_summary['train']} synthetic rooms; evaluated on "
+                  f"batch {config.batch_size}) on {data_summary['train']} synthetic rooms"
+                  + (f"; evaluated the weights of step {training['best']['step']}, the validation pass (once per "
+                     f"epoch, {data_summary['val']} other rooms) with the lowest median |T60 error| "
+                     f"({training['best']['score']:.1f} %; an unmeasurable IR counts as infinitely wrong)"
+                     if training.get("best") else "") + "; evaluated on "
                   f"{metrics['n']} held-out rooms ({len(metrics['excluded'])} excluded: ground truth not measurable). "
                   f"T60 definition: {metrics['t60_definition_text']}."),
         paragraph("Depth: no Monodepth2 weights can be downloaded here, so the Monodepth2 network was trained "
@@ -310,10 +314,12 @@ def run_demo(config: DemoConfig) -> dict:
     train_summary = train(TrainConfig(
         data=str(data), out=str(run), preset="small", depth_supervision=True, max_minutes=config.minutes,
         batch_size=config.batch_size, seed=config.seed, device=config.device, resume=(run / "last.pt").is_file(),
-        val_every=0, lr_generator=config.lr_generator, lr_discriminator=config.lr_discriminator,
+        val_every=0, select_best=True, lr_generator=config.lr_generator, lr_discriminator=config.lr_discriminator,
         lr_encoder=config.lr_encoder, beta1=config.beta1, t60p_weight=config.t60p_weight,
         depth_weight=config.depth_weight, threads=config.threads))
-    checkpoint = run / "last.pt"
+    # a GAN's last step is not its best: the validation pass with the lowest measured T60 error
+    # picks the weights (a run has ended on weights whose IRs were mostly too noisy to measure)
+    checkpoint = Path(train_summary["best_checkpoint"] or run / "last.pt")
     print("[3/4] evaluating on the held-out scenes, with the NN baseline", file=sys.stderr)
     eval_dir = out / "eval"
     metrics = evaluate(EvalConfig(checkpoint=str(checkpoint), data=str(data), out=str(eval_dir), baseline="nn",
@@ -331,7 +337,8 @@ def run_demo(config: DemoConfig) -> dict:
     with torch.no_grad():
         examples = example_figures(model, norm, test_set, _pick_examples(test_set, records, config.n_examples),
                                    config.seed, out)
-    training = {"minutes": (time.perf_counter() - started) / 60.0, "steps": train_summary["step"]}
+    training = {"minutes": (time.perf_counter() - started) / 60.0, "steps": train_summary["step"],
+                "best": train_summary["best"]}
     ceiling = information_ceiling(pd.read_csv(data / "manifest.csv"), seed=config.seed)
     depth = depth_quality(model, test_set, PairedDataset(str(data), split="train", resolution=model.config.resolution,
                                                          image_size=model.config.image_size))

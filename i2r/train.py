@@ -89,6 +89,8 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between writes of RUN/last.pt (and one at the end)
     log_every: int = 10  # steps between metric rows
     val_every: int = 0  # steps between validation passes (0: once per epoch)
+    select_best: bool = False  # validation also inverts and measures the generated IRs (as i2r eval does), and
+    #   RUN/best.pt keeps the weights with the lowest median |T60 error|, an unmeasurable IR counting as infinitely wrong
     seed: int = 0
     resume: bool = False  # continue from RUN/last.pt
     stop_after_step: int = 0  # crash on purpose (SIGKILL, no checkpoint) after this step; tests --resume
@@ -107,11 +109,12 @@ class TrainConfig:
 RESUMABLE_CHANGES = ("data", "out", "max_steps", "max_minutes", "epochs", "checkpoint_every", "log_every", "val_every",
                      "num_workers", "device", "threads", "resume", "stop_after_step")
 METRIC_FIELDS = ("step", "epoch", "split", "loss_d", "loss_g", "g_adv", "g_l1", "g_t60p", "depth_l1",
-                 "l1", "t60_error_pct", "s_per_step")
+                 "l1", "t60_error_pct", "t60_median_abs_pct", "t60_measurable", "s_per_step")
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train Image2Reverb as ``cfg`` says; return a summary (step, epoch, checkpoint, last validation).
+    """Train Image2Reverb as ``cfg`` says; return a summary (step, epoch, checkpoint, last validation,
+    and with ``cfg.select_best`` the ``best`` validation's step and score and its ``best_checkpoint``).
 
     Under ``torchrun`` every rank calls this; only rank 0 writes files. Raises
     :class:`UserError` for a missing or empty data set and for a checkpoint that does not fit.
@@ -141,6 +144,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
     if ckpt is not None:
         _check_resumable(ckpt, cfg, model_config, world, checkpoint_path)
     ckpt_ema = ckpt.get("ema") if ckpt is not None else None
+    best = ckpt.get("best") if ckpt is not None else None  # {"step", "score"} of RUN/best.pt
 
     # ---- data ----------------------------------------------------------------------------------
     train_set = PairedDataset(cfg.data, "train", model_config.resolution, model_config.image_size)
@@ -150,6 +154,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
         raise UserError(f"--depth-supervision needs a depth network (not --no-depth) and depth maps in the "
                         f"data set (a 'depth' column in {cfg.data}'s manifest)")
     val_set = _optional_split(cfg.data, "val", model_config)
+    if cfg.select_best and val_set is None:
+        raise UserError(f"selecting the best checkpoint needs a validation split in {cfg.data}")
     steps_per_epoch = math.ceil(math.ceil(len(train_set) / world) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     if cfg.max_steps:
@@ -208,6 +214,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
         progress = tqdm(total=total_steps, initial=step, disable=not master, file=sys.stderr, desc="train",
                         dynamic_ncols=True)
     val_metrics: dict = {}
+    val_t60 = None  # the validation rooms' true T60 (s), measured at the first validation that needs it
     started = tick = time.perf_counter()
     logged_step = step
     done = step >= total_steps
@@ -231,15 +238,23 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
                 log.write(step, epoch, "train", losses | {"s_per_step": seconds})
                 progress.set_postfix(step=step, d=f"{losses['loss_d']:.3f}", g=f"{losses['loss_g']:.3f}")
             if val_set is not None and (step % cfg.val_every == 0 if cfg.val_every else end_of_epoch):
-                val_metrics = _validate(model, val_set, norm, cfg, device, autocast, master, world)
+                if cfg.select_best and master and val_t60 is None:
+                    val_t60 = _true_t60(val_set)
+                val_metrics = _validate(model, val_set, norm, cfg, device, autocast, master, world, val_t60)
                 if master:
                     log.write(step, epoch, "val", val_metrics)
+                    measured = (f", median |T60 error| {val_metrics['t60_median_abs_pct']:.1f} % "
+                                f"({val_metrics['t60_measurable']}/{val_metrics['n']} measurable)" if cfg.select_best else "")
                     tqdm.write(f"step {step} epoch {epoch}: val L1 {val_metrics['l1']:.4f}, "
-                               f"T60 error {val_metrics['t60_error_pct']:.1f} %", file=sys.stderr)
+                               f"T60p error {val_metrics['t60_error_pct']:.1f} %{measured}", file=sys.stderr)
+                if master and cfg.select_best and _improves(val_metrics, best):
+                    best = {"step": step, "score": val_metrics["t60_median_abs_pct"],
+                            "measurable": val_metrics["t60_measurable"]}
+                    _save_inference(out / "best.pt", cfg, model_config, norm, model, best)
             done = step == total_steps or _out_of_time(started, cfg.max_minutes, world, device)
             if step % cfg.checkpoint_every == 0 or done:
                 _save(checkpoint_path, cfg, model_config, norm, model, optimizers, scaler, ema,
-                      step, epoch, batch_in_epoch, world, master)
+                      step, epoch, batch_in_epoch, world, master, best)
             if step == cfg.stop_after_step:
                 os.kill(os.getpid(), signal.SIGKILL)
             if done or end_of_epoch:
@@ -248,7 +263,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
     if master:
         log.close()
     return {"rank": rank, "step": step, "epoch": epoch, "checkpoint": str(checkpoint_path),
-            "validation": val_metrics}
+            "validation": val_metrics, "best": best,
+            "best_checkpoint": str(out / "best.pt") if best is not None else None}
 
 
 # ---- one optimisation step -----------------------------------------------------------------------
@@ -349,8 +365,9 @@ def _optimizer_step(loss, opts, scaler, world) -> None:
 
 
 @torch.no_grad()
-def _validate(model, val_set, norm, cfg, device, autocast, master, world) -> dict:
-    """L1 (normalised spectrogram) and T60p error (%) on the validation split, on rank 0.
+def _validate(model, val_set, norm, cfg, device, autocast, master, world, true_t60=None) -> dict:
+    """L1 (normalised spectrogram) and T60p error (%) on the validation split, on rank 0; with
+    ``true_t60`` (the rooms' T60, s) also the measured T60 error of :func:`_measured_t60_error`.
 
     The generator's noise comes from a generator seeded with ``cfg.seed``: passes at different
     steps see the same noise (comparable numbers) and the training RNG streams are untouched.
@@ -367,19 +384,61 @@ def _validate(model, val_set, norm, cfg, device, autocast, master, world) -> dic
                 fake = model.generate(features, generator=noise_rng).float()
             l1_sum += (fake - real).abs().mean(dim=(1, 2, 3)).sum().item()
             errors.append(100.0 * t60p_relative_error(spectrogram_t60p(fake, norm), spectrogram_t60p(real, norm)).cpu())
+        if true_t60 is not None:
+            metrics = _measured_t60_error(model, norm, val_set, true_t60, cfg, device)
         model.train()
         errors = torch.cat(errors)
-        metrics = {"l1": l1_sum / len(val_set), "t60_error_pct": errors.mean().item(), "n": len(val_set)}
+        metrics |= {"l1": l1_sum / len(val_set), "t60_error_pct": errors.mean().item(), "n": len(val_set)}
     if world > 1:
         dist.barrier()
     return metrics
 
 
+def _improves(val_metrics: dict, best: dict | None) -> bool:
+    """Is this validation better than ``best``: a lower median |T60 error|, or an equal one (when
+    both are infinite: most IRs unmeasurable) with more measurable IRs?"""
+    if best is None:
+        return True
+    return ((val_metrics["t60_median_abs_pct"], -val_metrics["t60_measurable"])
+            < (best["score"], -best["measurable"]))
+
+
+def _true_t60(val_set) -> np.ndarray:
+    """T60 (s) of the validation rooms' true IRs as i2r eval defines it ``(n,)``; NaN where not measurable."""
+    from i2r.audio import load_ir
+    from i2r.evaluate import single_number_t60
+
+    return single_number_t60(np.stack([load_ir(record.ir_path) for record in val_set.records]), "t30")[0]
+
+
+def _measured_t60_error(model, norm, val_set, true_t60: np.ndarray, cfg, device) -> dict:
+    """The validation rooms' IRs generated, inverted and measured exactly as i2r eval does
+    (same noise and Griffin-Lim phase per room, the single-number T30 T60): the median absolute
+    T60 error (%) over the rooms whose true T60 is measurable, a generated IR that cannot be
+    measured counting as an infinite error (a checkpoint whose IRs are mostly unmeasurable is
+    never the best), and how many were measurable."""
+    from i2r.data.images import load_image
+    from i2r.evaluate import generate_examples, percent_error, single_number_t60
+
+    irs = []
+    for start in range(0, len(val_set), cfg.batch_size):
+        indices = list(range(start, min(start + cfg.batch_size, len(val_set))))
+        images = torch.stack([load_image(val_set.records[i].image_path, val_set.image_size) for i in indices])
+        irs.append(generate_examples(model, norm, images.to(device), indices, cfg.seed, None)[2])
+    generated, _ = single_number_t60(np.concatenate(irs), "t30")
+    known = np.isfinite(true_t60)
+    errors = np.where(np.isfinite(generated), np.abs(percent_error(generated, true_t60)), np.inf)[known]
+    return {"t60_median_abs_pct": float(np.median(errors)) if errors.size else math.inf,
+            "t60_measurable": int(np.isfinite(generated[known]).sum())}
+
+
 # ---- checkpoints ---------------------------------------------------------------------------------
 
 
-def _save(path, cfg, model_config, norm, model, optimizers, scaler, ema, step, epoch, batch_in_epoch, world, master):
-    """Gather every rank's RNG state, then let rank 0 write RUN/last.pt atomically."""
+def _save(path, cfg, model_config, norm, model, optimizers, scaler, ema, step, epoch, batch_in_epoch, world, master,
+          best=None):
+    """Gather every rank's RNG state, then let rank 0 write RUN/last.pt atomically (with ``best``,
+    the validation score of RUN/best.pt, so that a resumed run knows what to beat)."""
     rng = [None] * world
     if world > 1:
         dist.all_gather_object(rng, capture_rng_state())
@@ -391,9 +450,17 @@ def _save(path, cfg, model_config, norm, model, optimizers, scaler, ema, step, e
             "model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "world_size": world, "rng": rng,
-        } | ({"ema": ema.state} if ema is not None else {}), path)
+        } | ({"ema": ema.state} if ema is not None else {}) | ({"best": best} if best is not None else {}), path)
     if world > 1:
         dist.barrier()
+
+
+def _save_inference(path, cfg, model_config, norm, model, best) -> None:
+    """Rank 0 writes what inference needs (:func:`i2r.checkpoint.load_model`), atomically: the
+    weights that were validated (the step's own, not a weight average), the configs and the
+    spectrogram normalisation, and ``best`` (its step and score)."""
+    save_checkpoint({"config": asdict(cfg), "model_config": asdict(model_config), "spec_norm": norm.to_dict(),
+                     "model": model.state_dict(), "step": best["step"], "best": best}, path)
 
 
 def _check_resumable(ckpt, cfg, model_config, world, path) -> None:

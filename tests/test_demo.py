@@ -33,7 +33,7 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path, capsys):
     recipe = DemoConfig()
     for name in ("lr_generator", "lr_discriminator", "lr_encoder", "beta1", "t60p_weight", "depth_weight", "threads"):
         assert trained[name] == getattr(recipe, name), name
-    assert trained["depth_supervision"] and trained["preset"] == "small"
+    assert trained["depth_supervision"] and trained["select_best"] and trained["preset"] == "small"
     report = Path(summary["report"]).read_text()
     assert "paper: main model" in report and "Depth:" in report and "mean depth map" in report
     assert "How far one view can go" in report and "the walls in view: what the camera sees" in report

@@ -117,6 +117,50 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(data, tmp_path, one
     assert (tmp_path / "whole" / "config.json").is_file() and any((tmp_path / "whole" / "tb").iterdir())
 
 
+def test_select_best_keeps_the_weights_of_the_lowest_measured_validation_error(data, tmp_path, one_thread,
+                                                                                 monkeypatch):
+    from i2r import train as trainer
+    from i2r.checkpoint import load_model
+
+    cfg = dict(data=str(data), resolution=32, image_size=64, batch_size=2, log_every=1, checkpoint_every=100,
+               val_every=1, select_best=True)
+    # for real: the validation IRs are generated, inverted and measured, and best.pt loads for inference
+    summary = trainer.train(TrainConfig(out=str(tmp_path / "real"), max_steps=1, **cfg))
+    row = [r for r in metric_rows(tmp_path / "real") if r["split"] == "val"][0]
+    assert row["t60_measurable"] in ("0", "1", "2") and float(row["t60_median_abs_pct"]) >= 0
+    assert summary["best"] == {"step": 1, "score": float(row["t60_median_abs_pct"]),
+                               "measurable": int(row["t60_measurable"])}
+    model, _, state = load_model(summary["best_checkpoint"])
+    assert state["step"] == 1 and "optimizers" not in state
+
+    # the choice, with scores set here: the lowest wins (between infinite ones, the most measurable),
+    # and a resumed run knows what to beat
+    inf = float("inf")
+    scores = iter([(inf, 0), (inf, 1), (20.0, 2), (30.0, 2), (25.0, 2), (10.0, 1)])
+    monkeypatch.setattr(trainer, "_measured_t60_error", lambda *args: dict(
+        zip(("t60_median_abs_pct", "t60_measurable"), next(scores))))
+    run = tmp_path / "chosen"
+    assert trainer.train(TrainConfig(out=str(run), max_steps=2, **cfg))["best"] == {"step": 2, "score": inf,
+                                                                                     "measurable": 1}
+    assert trainer.train(TrainConfig(out=str(run), max_steps=4, resume=True, **cfg))["best"]["step"] == 3
+    weights_at_3 = load(run / "best.pt")["model"]
+    assert not torch.equal(weights_at_3["generator.output.weight"], load(run / "last.pt")["model"]["generator.output.weight"])
+    assert trainer.train(TrainConfig(out=str(run), max_steps=5, resume=True, **cfg))["best"]["step"] == 3
+    assert torch.equal(load(run / "best.pt")["model"]["generator.output.weight"], weights_at_3["generator.output.weight"])
+    assert trainer.train(TrainConfig(out=str(run), max_steps=6, resume=True, **cfg))["best"] == {
+        "step": 6, "score": 10.0, "measurable": 1}
+
+
+def test_select_best_needs_a_validation_split(data, tmp_path, capsys):
+    rows = (data / "manifest.csv").read_text().splitlines()
+    (tmp_path / "manifest.csv").write_text("\n".join(row for row in rows if ",val," not in row) + "\n")
+    for path in data.iterdir():
+        if path.suffix in (".png", ".wav"):
+            (tmp_path / path.name).write_bytes(path.read_bytes())
+    assert main(["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--select-best"]) == 2
+    assert "validation split" in capsys.readouterr().err
+
+
 def test_weight_average_moves_parameters_by_one_minus_beta_and_copies_buffers():
     from torch import nn
 
