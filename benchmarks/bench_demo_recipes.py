@@ -25,7 +25,12 @@ from i2r.train import TrainConfig, train
 RECIPES = {
     # The demo's defaults (i2r.demo.DemoConfig).
     "demo": dict(lr_generator=1e-3, lr_discriminator=5e-4, lr_encoder=1e-3, beta1=0.9, t60p_weight=10.0,
-                 depth_weight=100.0, batch_size=8),
+                 decay_weight=0.5, depth_weight=100.0, batch_size=8),
+    # The demo's recipe before the decay-curve term (the recipes below were measured without it).
+    "demo-no-decay": dict(lr_generator=1e-3, lr_discriminator=5e-4, lr_encoder=1e-3, beta1=0.9, t60p_weight=10.0,
+                          depth_weight=100.0, batch_size=8),
+    "demo-decay0.17": dict(lr_generator=1e-3, lr_discriminator=5e-4, lr_encoder=1e-3, beta1=0.9, t60p_weight=10.0,
+                          decay_weight=1 / 6, depth_weight=100.0, batch_size=8),
     # The paper's optimiser and loss weights (encoder rate raised: it starts from random weights).
     "paper-rates": dict(lr_encoder=1e-4, batch_size=8),
     "paper-rates-enc4e-4": dict(lr_encoder=4e-4, batch_size=8),

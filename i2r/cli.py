@@ -182,8 +182,14 @@ def _add_train(sub):
     p.add_argument("--lr-generator", type=float, default=4e-4, help="Adam lr of G (default: %(default)s)")
     p.add_argument("--lr-discriminator", type=float, default=2e-4, help="Adam lr of D (default: %(default)s)")
     p.add_argument("--lr-encoder", type=float, default=1e-5, help="Adam lr of encoder + depth (default: %(default)s)")
+    p.add_argument("--beta1", type=float, default=0.0,
+                   help="Adam beta1 of all three optimisers (default: %(default)s, Table 2; the demo uses 0.9)")
     p.add_argument("--l1-weight", type=float, default=100.0, help="L1 term weight (default: %(default)s)")
     p.add_argument("--t60p-weight", type=float, default=100.0, help="T60p term weight (default: %(default)s)")
+    p.add_argument("--decay-weight", type=float, default=0.0,
+                   help="weight per dB of a term not in the paper: the mean |difference| of the generated and "
+                        "true fullband Schroeder decay curves down to -60 dB; it keeps energy out of the end of "
+                        "the generated IRs, which otherwise can leave their T30 unmeasurable (default: %(default)s)")
     p.add_argument("--no-depth", action="store_true", help="ablation: no depth channel (3-channel encoder)")
     p.add_argument("--no-t60p", action="store_true", help="ablation: no T60p loss term")
     p.add_argument("--no-places", action="store_true", help="ablation: random encoder weights, ignoring --places-weights")

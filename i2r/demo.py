@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,8 +30,8 @@ TARGET = {"mean_abs_max": 10.0, "sd_max": 35.0}
 class DemoConfig:
     """Settings of one demo run; saved in the report folder as ``demo_config.json``.
 
-    The training recipe (``batch_size``, ``lr_*``, ``beta1``, ``t60p_weight``, ``depth_weight``,
-    ``threads``) is the best of those measured with ``benchmarks/bench_demo_recipes.py`` on 1000
+    The training recipe (``batch_size``, ``lr_*``, ``beta1``, ``t60p_weight``, ``decay_weight``,
+    ``depth_weight``, ``threads``) is the best of those measured with ``benchmarks/bench_demo_recipes.py`` on 1000
     synthetic rooms (T60 error on the 100 test rooms at 150-900 steps); why each differs from
     the paper's:
 
@@ -40,6 +39,14 @@ class DemoConfig:
       dominates the early loss and the generator's decays are not clean: 93 of 100 generated
       IRs at step 150 had no measurable T30 in the 500 Hz / 1 kHz bands (99 of 100 at step 100
       with the paper's whole recipe); at 10, all 100 were measurable from step 150 on.
+    - ``decay_weight`` 0.5 per dB (the paper has no such term): the generator learned a burst of
+      saturated low-frequency pixels in the last frames (about 5.7 s into the IR), which L1
+      hardly sees (a dozen pixels) and T60p misses (both of its crossings land on the burst).
+      It left 69-77 of 100 generated IRs without a measurable T30 (the Lundeby noise estimate
+      sits on it; silencing the last 16 frames made all 100 measurable). With the decay-curve
+      term, 100 of 100 validation IRs were measurable at every validation from step 100 to 500
+      (without: 5, 16, 0, 0, 31); at 1/6 per dB, also 100 of 100 from step 200 on, but the
+      median |T60 error| jumped between 78 and 329 % (at 0.5: 36-48 % from step 300 on).
     - ``lr_generator`` / ``lr_discriminator`` 2.5x the paper's 4e-4 / 2e-4 (same 2:1 ratio) and
       ``beta1`` 0.9 instead of 0: the demo has hundreds of steps, not the paper's 200 epochs, and
       the equalised-learning-rate convolutions keep their weights at unit scale, which Adam moves
@@ -74,6 +81,7 @@ class DemoConfig:
     lr_encoder: float = 1e-3
     beta1: float = 0.9
     t60p_weight: float = 10.0
+    decay_weight: float = 0.5
     depth_weight: float = 100.0
     threads: int = 1
 
@@ -241,7 +249,9 @@ def write_demo_report(config: DemoConfig, metrics: dict, examples: list[dict], e
     for name in ("t60_scatter.png", "t60_error.png"):
         shutil.copyfile(eval_dir / name, out / name)
     model, nn = metrics["t60_error_pct"], metrics["baseline_nn"]["t60_error_pct"]
-    met = (model["mean"] is not None and abs(model["mean"]) <= TARGET["mean_abs_max"]
+    unmeasurable = len(metrics["generated_unmeasurable"])
+    # statistics over the few measurable IRs of a model whose IRs are mostly unmeasurable meet nothing
+    met = (model["mean"] is not None and not unmeasurable and abs(model["mean"]) <= TARGET["mean_abs_max"]
            and model["sd"] <= TARGET["sd_max"] and model["median_abs"] < nn["median_abs"])
     header = ["", "n", "mean (%)", "SD (%)", "median (%)", "median |error| (%)"]
     rows = [_stats_row("this model (synthetic test scenes)", model), _stats_row("NN baseline (same scenes)", nn),
@@ -254,7 +264,8 @@ def write_demo_report(config: DemoConfig, metrics: dict, examples: list[dict], e
                      f"epoch, {data_summary['val']} other rooms) with the lowest median |T60 error| "
                      f"({training['best']['score']:.1f} %; an unmeasurable IR counts as infinitely wrong)"
                      if training.get("best") else "") + "; evaluated on "
-                  f"{metrics['n']} held-out rooms ({len(metrics['excluded'])} excluded: ground truth not measurable). "
+                  f"{metrics['n']} held-out rooms ({len(metrics['excluded'])} excluded: ground truth not measurable); "
+                  f"{unmeasurable} of the generated IRs had no measurable T60 and are not in the statistics. "
                   f"T60 definition: {metrics['t60_definition_text']}."),
         paragraph("Depth: no Monodepth2 weights can be downloaded here, so the Monodepth2 network was trained "
                   f"from scratch, supervised by the renderer's true depth maps (L1, weight {config.depth_weight:g}; "
@@ -268,8 +279,8 @@ def write_demo_report(config: DemoConfig, metrics: dict, examples: list[dict], e
         heading("T60 error"),
         table(header, rows, "Signed T60 error, (generated - true) / true. The paper's numbers are on real "
                             "rooms and are shown for scale, not as a like-for-like comparison.", name="t60_error"),
-        paragraph(f"Target (issue 4): |mean| <= {TARGET['mean_abs_max']:.0f} %, SD <= {TARGET['sd_max']:.0f} %, and "
-                  f"better than the NN baseline: {'met' if met else 'NOT met'}."),
+        paragraph(f"Target (issue 4): |mean| <= {TARGET['mean_abs_max']:.0f} %, SD <= {TARGET['sd_max']:.0f} %, "
+                  f"better than the NN baseline, every generated IR measurable: {'met' if met else 'NOT met'}."),
         figure("t60_scatter.png", "Generated vs true T30 per octave band and the single number (log axes)"),
         figure("t60_error.png", "Distribution of the signed T60 error: model and NN baseline"),
         *(_ceiling_blocks(ceiling) if ceiling is not None else []),
@@ -285,6 +296,17 @@ def write_demo_report(config: DemoConfig, metrics: dict, examples: list[dict], e
                    audio(f"{ex['stem']}_wet_generated.wav", "dry signal with the generated IR"),
                    audio(f"{ex['stem']}_ir_generated.wav", "the generated IR")]
     return write_report(blocks, out, "i2r demo: synthetic rooms, image to IR to evaluation")
+
+
+def _training_left(checkpoint: Path, minutes: float) -> tuple[float, int]:
+    """``(max_minutes, max_steps)`` for the call that resumes the demo's run from ``checkpoint``:
+    what is left of the ``minutes`` budget, or, once it is spent, the checkpoint's own step (so
+    that re-running a finished demo evaluates the same weights instead of training ten more minutes)."""
+    from i2r.checkpoint import load_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    left = minutes - float(ckpt.get("trained_seconds", 0.0)) / 60.0
+    return (left, 0) if left > 0 else (0.0, int(ckpt["step"]))
 
 
 def run_demo(config: DemoConfig) -> dict:
@@ -309,13 +331,16 @@ def run_demo(config: DemoConfig) -> dict:
     summary = generate(SynthConfig(n=config.n_scenes, out=str(data), seed=config.seed, jobs=2))
     print(f"      {summary.generated} made, {summary.reused} reused", file=sys.stderr)
     run = out / "run"
-    print(f"[2/4] training the small preset for {config.minutes:g} min into {run}", file=sys.stderr)
-    started = time.perf_counter()
+    resume = (run / "last.pt").is_file()
+    max_minutes, max_steps = _training_left(run / "last.pt", config.minutes) if resume else (config.minutes, 0)
+    print(f"[2/4] training the small preset for {max_minutes:g} min into {run}"
+          + (f" (resumed; {config.minutes:g} min in all)" if resume else ""), file=sys.stderr)
     train_summary = train(TrainConfig(
-        data=str(data), out=str(run), preset="small", depth_supervision=True, max_minutes=config.minutes,
-        batch_size=config.batch_size, seed=config.seed, device=config.device, resume=(run / "last.pt").is_file(),
+        data=str(data), out=str(run), preset="small", depth_supervision=True, max_minutes=max_minutes,
+        max_steps=max_steps, batch_size=config.batch_size, seed=config.seed, device=config.device, resume=resume,
         val_every=0, select_best=True, lr_generator=config.lr_generator, lr_discriminator=config.lr_discriminator,
         lr_encoder=config.lr_encoder, beta1=config.beta1, t60p_weight=config.t60p_weight,
+        decay_weight=config.decay_weight,
         depth_weight=config.depth_weight, threads=config.threads))
     # a GAN's last step is not its best: the validation pass with the lowest measured T60 error
     # picks the weights (a run has ended on weights whose IRs were mostly too noisy to measure)
@@ -337,7 +362,7 @@ def run_demo(config: DemoConfig) -> dict:
     with torch.no_grad():
         examples = example_figures(model, norm, test_set, _pick_examples(test_set, records, config.n_examples),
                                    config.seed, out)
-    training = {"minutes": (time.perf_counter() - started) / 60.0, "steps": train_summary["step"],
+    training = {"minutes": train_summary["trained_seconds"] / 60.0, "steps": train_summary["step"],
                 "best": train_summary["best"]}
     ceiling = information_ceiling(pd.read_csv(data / "manifest.csv"), seed=config.seed)
     depth = depth_quality(model, test_set, PairedDataset(str(data), split="train", resolution=model.config.resolution,

@@ -48,8 +48,8 @@ from i2r.data.datasets import PairedDataset
 from i2r.errors import UserError
 from i2r.files import atomic_open, atomic_write_text
 from i2r.models import Image2Reverb, ModelConfig
-from i2r.models.losses import (LossWeights, discriminator_loss, generator_loss, spectrogram_t60p,
-                               t60p_relative_error)
+from i2r.models.losses import (LossWeights, discriminator_loss, generator_loss, spectrogram_decay_db,
+                               spectrogram_t60p, t60p_relative_error)
 
 
 @dataclass
@@ -76,6 +76,7 @@ class TrainConfig:
     depth_weight: float = 1.0  # weight of the depth-supervision L1 term
     no_depth: bool = False  # ablation: 3-channel encoder, no depth network
     no_t60p: bool = False  # ablation: drop the T60p term
+    decay_weight: float = 0.0  # weight per dB of the decay-curve term (not in the paper; 0: none)
     no_places: bool = False  # ablation: encoder from random weights even if places_weights is set
     places_weights: str = ""  # resnet*_places365.pth.tar to start the encoder from
     monodepth_weights: str = ""  # folder with Monodepth2's encoder.pth and depth.pth
@@ -108,13 +109,14 @@ class TrainConfig:
 # Fields a resumed run may change; every other field must match the checkpoint's.
 RESUMABLE_CHANGES = ("data", "out", "max_steps", "max_minutes", "epochs", "checkpoint_every", "log_every", "val_every",
                      "num_workers", "device", "threads", "resume", "stop_after_step")
-METRIC_FIELDS = ("step", "epoch", "split", "loss_d", "loss_g", "g_adv", "g_l1", "g_t60p", "depth_l1",
+METRIC_FIELDS = ("step", "epoch", "split", "loss_d", "loss_g", "g_adv", "g_l1", "g_t60p", "g_decay_db", "depth_l1",
                  "l1", "t60_error_pct", "t60_median_abs_pct", "t60_measurable", "s_per_step")
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Train Image2Reverb as ``cfg`` says; return a summary (step, epoch, checkpoint, last validation,
-    and with ``cfg.select_best`` the ``best`` validation's step and score and its ``best_checkpoint``).
+    """Train Image2Reverb as ``cfg`` says; return a summary (step, epoch, checkpoint,
+    ``trained_seconds``: wall time over this call and the ones it resumed, last validation, and
+    with ``cfg.select_best`` the ``best`` validation's step and score and its ``best_checkpoint``).
 
     Under ``torchrun`` every rank calls this; only rank 0 writes files. Raises
     :class:`UserError` for a missing or empty data set and for a checkpoint that does not fit.
@@ -145,6 +147,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
         _check_resumable(ckpt, cfg, model_config, world, checkpoint_path)
     ckpt_ema = ckpt.get("ema") if ckpt is not None else None
     best = ckpt.get("best") if ckpt is not None else None  # {"step", "score"} of RUN/best.pt
+    # wall time trained by the calls before this one (what a caller's overall time budget has spent)
+    trained_before = float(ckpt.get("trained_seconds", 0.0)) if ckpt is not None else 0.0
 
     # ---- data ----------------------------------------------------------------------------------
     train_set = PairedDataset(cfg.data, "train", model_config.resolution, model_config.image_size)
@@ -218,6 +222,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
     started = tick = time.perf_counter()
     logged_step = step
     done = step >= total_steps
+    trained_seconds = trained_before  # over this call and the ones it resumed; saved with each checkpoint
 
     # ---- the loop ------------------------------------------------------------------------------
     while not done:
@@ -252,9 +257,10 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
                             "measurable": val_metrics["t60_measurable"]}
                     _save_inference(out / "best.pt", cfg, model_config, norm, model, best)
             done = step == total_steps or _out_of_time(started, cfg.max_minutes, world, device)
+            trained_seconds = trained_before + time.perf_counter() - started
             if step % cfg.checkpoint_every == 0 or done:
                 _save(checkpoint_path, cfg, model_config, norm, model, optimizers, scaler, ema,
-                      step, epoch, batch_in_epoch, world, master, best)
+                      step, epoch, batch_in_epoch, world, master, best, trained_seconds)
             if step == cfg.stop_after_step:
                 os.kill(os.getpid(), signal.SIGKILL)
             if done or end_of_epoch:
@@ -263,7 +269,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
     if master:
         log.close()
     return {"rank": rank, "step": step, "epoch": epoch, "checkpoint": str(checkpoint_path),
-            "validation": val_metrics, "best": best,
+            "trained_seconds": trained_seconds, "validation": val_metrics, "best": best,
             "best_checkpoint": str(out / "best.pt") if best is not None else None}
 
 
@@ -296,8 +302,11 @@ def _train_step(model, batch, norm, optimizers, scaler, autocast, cfg, world, de
     t60_fake = t60_real = None
     if not cfg.no_t60p:  # both de-normalised to raw log|X| (the real one after the same clipping)
         t60_fake, t60_real = spectrogram_t60p(fake, norm), spectrogram_t60p(real, norm)
-    weights = LossWeights(l1=cfg.l1_weight, t60p=0.0 if cfg.no_t60p else cfg.t60p_weight)
-    terms = generator_loss(d_fake, fake, real, t60_fake, t60_real, weights)
+    decay_fake = decay_real = None
+    if cfg.decay_weight:
+        decay_fake, decay_real = spectrogram_decay_db(fake, norm), spectrogram_decay_db(real, norm)
+    weights = LossWeights(l1=cfg.l1_weight, t60p=0.0 if cfg.no_t60p else cfg.t60p_weight, decay=cfg.decay_weight)
+    terms = generator_loss(d_fake, fake, real, t60_fake, t60_real, weights, decay_fake, decay_real)
     loss_g = terms["total"]
     depth_l1 = torch.zeros((), device=device)
     if cfg.depth_supervision and depth is not None and "depth" in batch:
@@ -308,7 +317,8 @@ def _train_step(model, batch, norm, optimizers, scaler, autocast, cfg, world, de
     scaler.update()
     _broadcast_buffers(model, world)
     return {"loss_d": loss_d.item(), "loss_g": loss_g.item(), "g_adv": terms["adversarial"].item(),
-            "g_l1": terms["l1"].item(), "g_t60p": terms["t60p"].item(), "depth_l1": depth_l1.item()}
+            "g_l1": terms["l1"].item(), "g_t60p": terms["t60p"].item(), "g_decay_db": terms["decay"].item(),
+            "depth_l1": depth_l1.item()}
 
 
 class WeightAverage:
@@ -436,9 +446,10 @@ def _measured_t60_error(model, norm, val_set, true_t60: np.ndarray, cfg, device)
 
 
 def _save(path, cfg, model_config, norm, model, optimizers, scaler, ema, step, epoch, batch_in_epoch, world, master,
-          best=None):
+          best=None, trained_seconds=0.0):
     """Gather every rank's RNG state, then let rank 0 write RUN/last.pt atomically (with ``best``,
-    the validation score of RUN/best.pt, so that a resumed run knows what to beat)."""
+    the validation score of RUN/best.pt, so that a resumed run knows what to beat, and
+    ``trained_seconds``, the wall time of all the calls that trained it)."""
     rng = [None] * world
     if world > 1:
         dist.all_gather_object(rng, capture_rng_state())
@@ -450,6 +461,7 @@ def _save(path, cfg, model_config, norm, model, optimizers, scaler, ema, step, e
             "model": model.state_dict(), "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
             "scaler": scaler.state_dict() if scaler.is_enabled() else None,
             "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch, "world_size": world, "rng": rng,
+            "trained_seconds": trained_seconds,
         } | ({"ema": ema.state} if ema is not None else {}) | ({"best": best} if best is not None else {}), path)
     if world > 1:
         dist.barrier()

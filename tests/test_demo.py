@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from i2r.checkpoint import load_checkpoint
 from i2r.cli import main
 from i2r.demo import DemoConfig, dry_signal
 
@@ -31,16 +32,22 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path, capsys):
     # The run used the demo's training recipe, not the trainer's (paper) defaults.
     trained = json.loads((out / "run" / "config.json").read_text())["train"]
     recipe = DemoConfig()
-    for name in ("lr_generator", "lr_discriminator", "lr_encoder", "beta1", "t60p_weight", "depth_weight", "threads"):
+    for name in ("lr_generator", "lr_discriminator", "lr_encoder", "beta1", "t60p_weight", "decay_weight",
+                 "depth_weight", "threads"):
         assert trained[name] == getattr(recipe, name), name
     assert trained["depth_supervision"] and trained["select_best"] and trained["preset"] == "small"
     report = Path(summary["report"]).read_text()
     assert "paper: main model" in report and "Depth:" in report and "mean depth map" in report
+    assert "of the generated IRs had no measurable T60" in report and "every generated IR measurable" in report
     assert "How far one view can go" in report and "the walls in view: what the camera sees" in report
     for name in ("report.html", "t60_scatter.png", "t60_error.png", "dry.wav", "eval/metrics.json"):
         assert (out / name).is_file(), name
     assert list(out.glob("example_*_wet_generated.wav")) and list(out.glob("example_*_wet_true.wav"))
-    # A second run reuses the cached data set instead of rendering it again.
+    # A second run reuses the cached data set instead of rendering it again, and its training
+    # budget is spent: it evaluates the same weights instead of training for --minutes more.
+    trained = load_checkpoint(out / "run" / "last.pt")
+    assert trained["trained_seconds"] >= 0.02 * 60
     assert main(["demo", "--scenes", "30", "--minutes", "0.02", "--batch-size", "2", "--out", str(out),
                  "--cache", str(tmp_path / "cache"), "--format", "json"]) == 0
     assert "0 made, 30 reused" in capsys.readouterr().err
+    assert load_checkpoint(out / "run" / "last.pt")["step"] == trained["step"]

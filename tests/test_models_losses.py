@@ -7,6 +7,7 @@ import torch
 
 from i2r.audio import SpectrogramNorm
 from i2r.models import Image2Reverb, LossWeights, ModelConfig, discriminator_loss, generator_loss, spectrogram_t60p
+from i2r.models.losses import decay_curve_error_db, spectrogram_decay_db
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -67,5 +68,31 @@ def test_loss_values_and_ablation():
     assert float(terms["total"]) == pytest.approx(0.25 + 100 * 0.25 + 100 * 0.25)
     no_t60p = generator_loss(d_fake, fake, real, None, None)
     assert float(no_t60p["total"]) == pytest.approx(0.25 + 25.0) and float(no_t60p["t60p"]) == 0.0
+    curve = torch.zeros(2, 4)
+    with_decay = generator_loss(d_fake, fake, real, None, None, LossWeights(decay=0.5), curve - 6.0, curve)
+    assert float(with_decay["decay"]) == pytest.approx(6.0)
+    assert float(with_decay["total"]) == pytest.approx(0.25 + 25.0 + 0.5 * 6.0)
+    assert float(no_t60p["decay"]) == 0.0  # weight 0 by default: the paper has no such term
     d = discriminator_loss(torch.ones(2, 1, 8, 8), torch.full((2, 1, 8, 8), 0.5))
     assert (float(d["real"]), float(d["fake"]), float(d["total"])) == pytest.approx((0.0, 0.25, 0.25))
+
+
+def test_decay_curve_of_a_known_decay_is_a_line_down_to_the_floor():
+    curve = spectrogram_decay_db(_decaying_spectrogram(2.0), NORM)[0]
+    t = torch.arange(32) / (22050 / 4096)  # 32 frames: a hop of 256 * 512 / 32 samples
+    expected = torch.clamp(-30.0 * t, min=-60.0)  # 60 dB per 2 s, clamped at -60 dB
+    assert torch.allclose(curve, expected, atol=0.05)
+
+
+def test_decay_term_sees_a_late_burst_that_l1_and_t60p_hardly_see():
+    real = _decaying_spectrogram(1.0)
+    fake = real.clone()
+    fake[..., :2, -2:] = 0.99  # loud low-frequency pixels at the very end, as a GAN's edge artefact
+    fake.requires_grad_(True)
+    l1 = torch.mean(torch.abs(fake.detach() - real))
+    error_db = decay_curve_error_db(spectrogram_decay_db(fake, NORM), spectrogram_decay_db(real, NORM))
+    assert float(l1) < 0.01  # 4 pixels of 1,024
+    assert float(error_db[0].detach()) > 20.0  # the burst holds the decay curve up until the end
+    assert float(decay_curve_error_db(spectrogram_decay_db(real, NORM), spectrogram_decay_db(real, NORM))[0]) == 0.0
+    error_db.sum().backward()
+    assert float(fake.grad[..., :2, -2:].min()) > 0  # lowering the burst lowers the error

@@ -98,11 +98,13 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(data, tmp_path, one
     from i2r.train import train
 
     cfg = dict(data=str(data), resolution=32, image_size=64, batch_size=2, log_every=1, checkpoint_every=100,
-               depth_supervision=True, ema_beta=0.5)
+               depth_supervision=True, ema_beta=0.5, decay_weight=0.5)
     train(TrainConfig(out=str(tmp_path / "whole"), max_steps=3, **cfg))
-    train(TrainConfig(out=str(tmp_path / "cut"), max_steps=2, **cfg))
+    first_call = train(TrainConfig(out=str(tmp_path / "cut"), max_steps=2, **cfg))
     train(TrainConfig(out=str(tmp_path / "cut"), max_steps=3, resume=True, **cfg))
     whole, cut = load(tmp_path / "whole" / "last.pt"), load(tmp_path / "cut" / "last.pt")
+    # the wall time trained adds up over the calls (what the demo's time budget counts)
+    assert cut["trained_seconds"] > first_call["trained_seconds"] > 0
     assert_same_state(whole, cut)
     # the weight average resumes exactly too, and lags the weights it averages
     assert whole["ema"].keys() == cut["ema"].keys() and all(torch.equal(v, cut["ema"][k]) for k, v in whole["ema"].items())
@@ -111,7 +113,7 @@ def test_stopped_and_resumed_run_equals_an_uninterrupted_one(data, tmp_path, one
     assert whole["model"]["encoder.resnet.conv1.weight"].shape[1] == 4 and whole["epoch"] == 1
     rows = metric_rows(tmp_path / "whole")
     assert [(r["step"], r["split"]) for r in rows] == [("1", "train"), ("2", "train"), ("3", "train"), ("3", "val")]
-    assert all(float(r["g_t60p"]) > 0 and float(r["depth_l1"]) > 0 for r in rows[:3])
+    assert all(float(r["g_t60p"]) > 0 and float(r["g_decay_db"]) > 0 and float(r["depth_l1"]) > 0 for r in rows[:3])
     assert float(rows[3]["t60_error_pct"]) > 0 and float(rows[3]["l1"]) > 0
     assert [r["loss_g"] for r in metric_rows(tmp_path / "cut")] == [r["loss_g"] for r in rows]
     assert (tmp_path / "whole" / "config.json").is_file() and any((tmp_path / "whole" / "tb").iterdir())
@@ -205,7 +207,7 @@ def test_ablation_flags_and_time_budget(data, tmp_path, one_thread, capsys):
     assert summary["step"] == state["step"] == 1
     assert state["model"]["encoder.resnet.conv1.weight"].shape[1] == 3  # RGB only
     assert not any(key.startswith("depth.") for key in state["model"])
-    assert float(metric_rows(tmp_path)[0]["g_t60p"]) == 0.0
+    assert float(metric_rows(tmp_path)[0]["g_t60p"]) == float(metric_rows(tmp_path)[0]["g_decay_db"]) == 0.0
 
 
 # The kill tests: 3 steps per epoch; a checkpoint at step 2 (mid-epoch), a kill after step 3 (the

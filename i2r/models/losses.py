@@ -22,21 +22,26 @@ from i2r.audio import FULL_RESOLUTION, HOP, SAMPLE_RATE
 
 @dataclass
 class LossWeights:
-    """Weights of the generator's terms (paper: 1, 100, 100). ``t60p=0`` is the "no T60p" ablation."""
+    """Weights of the generator's terms (paper: 1, 100, 100, and no decay term). ``t60p=0`` is the
+    "no T60p" ablation; ``decay`` weighs :func:`decay_curve_error_db` (per dB)."""
 
     adversarial: float = 1.0
     l1: float = 100.0
     t60p: float = 100.0
+    decay: float = 0.0
 
 
 def generator_loss(d_fake: Tensor, fake: Tensor, real: Tensor, t60p_fake: Tensor | None = None,
-                   t60p_real: Tensor | None = None, weights: LossWeights | None = None) -> dict[str, Tensor]:
-    """Generator objective: a dict of scalar terms ``adversarial``, ``l1``, ``t60p`` and ``total``.
+                   t60p_real: Tensor | None = None, weights: LossWeights | None = None,
+                   decay_fake: Tensor | None = None, decay_real: Tensor | None = None) -> dict[str, Tensor]:
+    """Generator objective: a dict of scalar terms ``adversarial``, ``l1``, ``t60p``, ``decay`` and ``total``.
 
     ``d_fake``: D's scores ``(B, 1, 8, 8)`` for ``fake`` (D run on the undetached output);
     ``fake``/``real``: normalised spectrograms ``(B, 1, R, R)``; ``t60p_fake``/``t60p_real``:
-    ``(B,)`` T60 proxies in seconds (``None`` or weight 0 leaves the term out of ``total``; it is
-    then reported as 0). ``total = w_adv * adversarial + w_l1 * l1 + w_t60p * t60p``.
+    ``(B,)`` T60 proxies in seconds; ``decay_fake``/``decay_real``: ``(B, R)`` decay curves in dB
+    (:func:`spectrogram_decay_db`). A term whose inputs are ``None`` or whose weight is 0 is left
+    out of ``total`` and reported as 0.
+    ``total = w_adv * adversarial + w_l1 * l1 + w_t60p * t60p + w_decay * decay``.
     """
     weights = weights or LossWeights()
     adversarial = torch.mean((d_fake.float() - 1.0) ** 2)
@@ -47,7 +52,12 @@ def generator_loss(d_fake: Tensor, fake: Tensor, real: Tensor, t60p_fake: Tensor
         total = total + weights.t60p * t60p
     else:
         t60p = torch.zeros((), device=fake.device)
-    return {"adversarial": adversarial, "l1": l1, "t60p": t60p, "total": total}
+    if decay_fake is not None and decay_real is not None and weights.decay != 0:
+        decay = decay_curve_error_db(decay_fake, decay_real).mean()
+        total = total + weights.decay * decay
+    else:
+        decay = torch.zeros((), device=fake.device)
+    return {"adversarial": adversarial, "l1": l1, "t60p": t60p, "decay": decay, "total": total}
 
 
 def t60p_relative_error(t60p_fake: Tensor, t60p_real: Tensor) -> Tensor:
@@ -69,6 +79,35 @@ def spectrogram_t60p(spectrogram: Tensor, spec_norm) -> Tensor:
     frame_rate_hz = SAMPLE_RATE / (HOP * (FULL_RESOLUTION // resolution))
     log_magnitude = spec_norm.denormalize(spectrogram.float().squeeze(1))
     return t60p(log_magnitude, frame_rate_hz)
+
+
+DECAY_FLOOR_DB = -60.0
+"""Lowest level of the decay curves that :func:`decay_curve_error_db` compares: T60's range."""
+
+
+def spectrogram_decay_db(spectrogram: Tensor, spec_norm, floor_db: float = DECAY_FLOOR_DB) -> Tensor:
+    """Schroeder decay curves ``(B, R)`` in dB re their start, clamped at ``floor_db``, of
+    normalised spectrograms ``(B, 1, R, R)`` (de-normalised as in :func:`spectrogram_t60p`).
+
+    Below the floor the curve carries no gradient: how a decay ends under -60 dB is inaudible
+    under real reverberation and beyond what T60 measures.
+    """
+    from i2r.acoustics.proxy import schroeder_db
+
+    return schroeder_db(spec_norm.denormalize(spectrogram.float().squeeze(1))).clamp_min(floor_db)
+
+
+def decay_curve_error_db(decay_fake: Tensor, decay_real: Tensor) -> Tensor:
+    """Mean absolute difference in dB between decay curves ``(B, R)`` per example ``(B,)``; the
+    target carries no gradient.
+
+    T60p compares two crossings of the fullband decay (-5 and -25 dB); this compares its whole
+    course down to -60 dB, so energy where the true decay has died out (a burst at the end of
+    a generated spectrogram: it swamps the tail of the analysed IR and leaves T30 unmeasurable)
+    costs as much as a wrong slope, and a burst late enough to put both T60p crossings on
+    itself cannot hide.
+    """
+    return torch.abs(decay_fake.float() - decay_real.detach().float()).mean(dim=-1)
 
 
 def discriminator_loss(d_real: Tensor, d_fake: Tensor) -> dict[str, Tensor]:
