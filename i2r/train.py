@@ -146,7 +146,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
     if ckpt is not None:
         _check_resumable(ckpt, cfg, model_config, world, checkpoint_path)
     ckpt_ema = ckpt.get("ema") if ckpt is not None else None
-    best = ckpt.get("best") if ckpt is not None else None  # {"step", "score"} of RUN/best.pt
+    best = ckpt.get("best") if ckpt is not None else None  # {"step", "score", "measurable"} of RUN/best.pt
     # wall time trained by the calls before this one (what a caller's overall time budget has spent)
     trained_before = float(ckpt.get("trained_seconds", 0.0)) if ckpt is not None else 0.0
 
