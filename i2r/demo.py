@@ -52,7 +52,8 @@ class DemoConfig:
       1.5 per dB 0 of 100 at every pass (the same burst, rows 1-3 and frames 122-124 in all 100
       rooms: the generator's corner, where the pixels saturate tanh), at 3 per dB 0, 0, 70, 75,
       32. Without the tanh (a scratch linear output, not kept) 1.5 per dB failed otherwise: a
-      silent 500 Hz band, 52, 19, 0, 7 of 100 from step 200 on. Raising ``t60p_weight`` with the term on does not
+      silent 500 Hz band, 52, 19, 0, 7 of 100 from step 200 on; with replicate padding in the
+      generator's convolutions (scratch, not kept) 0, 100, 99, 0, 84 at 0.5 per dB. Raising ``t60p_weight`` with the term on does not
       work either: at 100, 0, 4, 20 of 100 by step 300; at 30, 0, 0, 0.
     - ``lr_generator`` / ``lr_discriminator`` 2.5x the paper's 4e-4 / 2e-4 (same 2:1 ratio) and
       ``beta1`` 0.9 instead of 0: the demo has hundreds of steps, not the paper's 200 epochs, and
