@@ -344,8 +344,12 @@ def run_demo(config: DemoConfig) -> dict:
     run = out / "run"
     resume = (run / "last.pt").is_file()
     max_minutes, max_steps = _training_left(run / "last.pt", config.minutes) if resume else (config.minutes, 0)
-    print(f"[2/4] training the small preset for {max_minutes:g} min into {run}"
-          + (f" (resumed; {config.minutes:g} min in all)" if resume else ""), file=sys.stderr)
+    if max_steps:
+        print(f"[2/4] {run} has trained its {config.minutes:g} min (step {max_steps}): nothing left to train",
+              file=sys.stderr)
+    else:
+        print(f"[2/4] training the small preset for {max_minutes:.3g} min into {run}"
+              + (f" (resumed; {config.minutes:g} min in all)" if resume else ""), file=sys.stderr)
     train_summary = train(TrainConfig(
         data=str(data), out=str(run), preset="small", depth_supervision=True, max_minutes=max_minutes,
         max_steps=max_steps, batch_size=config.batch_size, seed=config.seed, device=config.device, resume=resume,
