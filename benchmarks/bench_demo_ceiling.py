@@ -5,21 +5,22 @@ The demo's figure of merit is the relative error of the single-number T60 (mean 
 split of an ``i2r synth`` set and reports the same error statistics on its test split, for
 predictors that know more and more of the ground truth:
 
-- the scene-parameter rows of :func:`i2r.data.synthetic.predictability.information_ceiling`
-  (what ``i2r demo``'s report shows too): a constant (the training geometric mean); room category
-  and exact dimensions; + floor and ceiling materials; + the materials of the walls in view (the
-  camera stands near the ``x = 0`` wall looking along +x, so ``wall_x0`` is never in view); +
-  that hidden wall, i.e. everything Eyring's formula uses;
+- the rows of :func:`i2r.data.synthetic.predictability.information_ceiling` (what ``i2r demo``'s
+  report shows too): a constant (the training geometric mean); gradient-boosted trees
+  (scikit-learn) on the training rooms' exact scene parameters, knowing room category and exact
+  dimensions; + floor and ceiling materials; + the materials of the walls in view (the camera
+  stands near the ``x = 0`` wall looking along +x, so ``wall_x0`` is never in view); + that hidden
+  wall, i.e. everything Eyring's formula uses; and the perfect reader of the view, which knows
+  Eyring's formula and the generator's priors and averages over what the hidden wall may be;
 - ``pixels``: the same regressor on 16x16 RGB pixels plus the true 16x16 depth map;
 - ``CNN``: the demo's own image encoder (ResNet-18 from random weights on 64 px RGB + the true
   depth map, as ``i2r demo`` feeds it) trained for ``--cnn-steps`` steps of batch 8 to regress
   the per-band log T60 directly, with an L1 loss: the best the demo's encoder can do in a
   budget of that many steps, with no GAN in the way (a demo step costs ~7x more than one of these).
 
-"+ the walls in view" is a ceiling for any image-to-IR model: a model that read every visible
-material and the exact room size from the photo would still err by about this much, because one
-wall's absorption is hidden behind the camera. Gradient-boosted trees (scikit-learn) on one-hot
-materials stand in for a perfect reader; ground truth is the manifest's Eyring T60.
+The perfect reader is the information limit of the photo: no image-to-IR model can do better on
+these rooms. The trees show how far learning the law from the training rooms gets even with every
+parameter read perfectly; ground truth is the manifest's Eyring T60.
 
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n1000-seed0
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --cnn-steps 0  # seconds
@@ -100,7 +101,7 @@ def main() -> None:
     train, test = (manifest["split"] == "train").to_numpy(), (manifest["split"] == "test").to_numpy()
     print(f"{data}: {train.sum()} training and {test.sum()} test scenes; single-number T60 = mean of "
           f"{' and '.join(MID_BANDS)} (manifest, Eyring)")
-    print(f"{'predictor':44s} {'mean %':>8s} {'SD %':>7s} {'median|e| %':>12s} {'SD of log':>10s}")
+    print(f"{'predictor':60s} {'mean %':>8s} {'SD %':>7s} {'median|e| %':>12s} {'SD of log':>10s}")
     for row in information_ceiling(manifest, args.seed).to_dict("records"):
         report(row["predictor"], row)
     if not args.no_pixels:
@@ -111,7 +112,7 @@ def main() -> None:
 
 
 def report(name: str, stats: dict) -> None:
-    print(f"{name:44s} {stats['mean']:+8.1f} {stats['sd']:7.1f} {stats['median_abs']:12.1f} {stats['log_sd']:10.3f}", flush=True)
+    print(f"{name:60s} {stats['mean']:+8.1f} {stats['sd']:7.1f} {stats['median_abs']:12.1f} {stats['log_sd']:10.3f}", flush=True)
 
 
 if __name__ == "__main__":

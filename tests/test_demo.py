@@ -39,7 +39,8 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path, capsys):
     report = Path(summary["report"]).read_text()
     assert "paper: main model" in report and "Depth:" in report and "mean depth map" in report
     assert "of the generated IRs had no measurable T60" in report and "every generated IR measurable" in report
-    assert "How far one view can go" in report and "the walls in view: what the camera sees" in report
+    assert "How far one view can go" in report and "the walls in view (what the camera sees)" in report
+    assert "perfect reader of the view" in report
     for name in ("report.html", "t60_scatter.png", "t60_error.png", "dry.wav", "eval/metrics.json"):
         assert (out / name).is_file(), name
     assert list(out.glob("example_*_wet_generated.wav")) and list(out.glob("example_*_wet_true.wav"))

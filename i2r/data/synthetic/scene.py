@@ -56,6 +56,12 @@ _PALETTES = {
     },
 }
 _CATEGORY_WEIGHTS = (0.30, 0.30, 0.27, 0.13)
+FEATURE_WALL_PROBABILITY = 0.3
+"""Each wall has the room's main wall finish, or with this probability a material of its own."""
+OUTDOOR_T500_RANGE_S = (0.15, 0.5)
+"""Outdoor scenes: T60 at 500 Hz drawn log-uniform in this range (no enclosure to compute it from)."""
+OUTDOOR_BAND_RATIOS = (1.15, 1.08, 1.0, 0.93, 0.85, 0.75)
+"""Outdoor T60 per octave band relative to 500 Hz: shorter at high frequencies."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +166,13 @@ def equivalent_absorption_area(scene: Scene) -> np.ndarray:
     return 24.0 * np.log(10.0) * scene.volume / (SPEED_OF_SOUND * np.asarray(scene.t60_s))
 
 
+def wall_palette(category: str) -> dict[str, float]:
+    """Probability of each wall material in a room of ``category`` (small, medium, large)."""
+    weights = _PALETTES[category]["wall"]
+    total = sum(weights.values())
+    return {name: weight / total for name, weight in weights.items()}
+
+
 def _pick(rng: np.random.Generator, weights: dict[str, float]) -> str:
     names = list(weights)
     p = np.array([weights[n] for n in names], dtype=np.float64)
@@ -180,7 +193,7 @@ def _draw_materials(rng, category: str) -> dict[str, str]:
     chosen = {"floor": _pick(rng, palette["floor"]), "ceiling": _pick(rng, palette["ceiling"])}
     for wall in SURFACES[2:]:
         # Most rooms have one wall finish; some have a feature wall (curtains, panels, glass).
-        chosen[wall] = _pick(rng, palette["wall"]) if rng.random() < 0.3 else main_wall
+        chosen[wall] = _pick(rng, palette["wall"]) if rng.random() < FEATURE_WALL_PROBABILITY else main_wall
     return chosen
 
 
@@ -352,8 +365,8 @@ def draw_outdoor(rng: np.random.Generator) -> Scene:
     """
     extent = float(rng.uniform(40.0, 120.0))
     dims = (round(extent, 2), round(extent, 2), 30.0)
-    t500 = float(np.exp(rng.uniform(np.log(0.15), np.log(0.5))))
-    t60 = t500 * np.array([1.15, 1.08, 1.0, 0.93, 0.85, 0.75])
+    t500 = float(np.exp(rng.uniform(*np.log(OUTDOOR_T500_RANGE_S))))
+    t60 = t500 * np.array(OUTDOOR_BAND_RATIOS)
     y0 = extent / 2
     source = (round(float(rng.uniform(4.0, 20.0)), 3), round(y0 + float(rng.uniform(-5, 5)), 3), round(float(rng.uniform(1.2, 1.8)), 3))
     receiver = (2.0, round(y0 + float(rng.uniform(-1, 1)), 3), round(float(rng.uniform(1.0, 1.7)), 3))
