@@ -229,19 +229,23 @@ def _stats_row(name: str, stats: dict) -> list:
 
 def _ceiling_blocks(ceiling) -> list:
     """Report blocks: the information-ceiling table and what it means."""
+    from i2r.data.synthetic.predictability import PERFECT_READER
     from i2r.report import heading, paragraph, table
 
     rows = [[r.predictor, str(r.n), f"{r.mean:+.1f}", f"{r.sd:.1f}", f"{r.median_abs:.1f}"]
             for r in ceiling.itertuples()]
+    reader = ("The perfect reader (last row) knows the exact room size, every material, door and window in "
+              "view, Eyring's formula and the generator's priors, and averages over what the hidden wall "
+              "may be: no image-to-IR model can be expected to do better on these rooms. "
+              if PERFECT_READER in set(ceiling["predictor"]) else
+              "(The perfect reader is missing: these rooms do not rebuild with this version of i2r synth.) ")
     return [
         heading("How far one view can go"),
         paragraph("A room's T60 depends on its size and on all six surfaces, but the camera always has its "
-                  "back to one wall. The perfect reader (last row) knows the exact room size, every material, "
-                  "door and window in view, Eyring's formula and the generator's priors, and averages over "
-                  "what the hidden wall may be: no image-to-IR model can do better on these rooms. The trees "
-                  "rows are gradient-boosted trees fitted on the training rooms' exact scene parameters: how "
-                  "far learning the law from the training rooms alone gets, with the parameters read perfectly. "
-                  "Errors against the manifest's Eyring T60 of the test rooms."),
+                  "back to one wall. " + reader + "The trees rows are gradient-boosted trees fitted on the "
+                  "training rooms' exact scene parameters: how far learning the law from the training rooms "
+                  "alone gets, with the parameters read perfectly. Errors against the manifest's Eyring T60 "
+                  "of the test rooms."),
         table(["predictor", "n", "mean (%)", "SD (%)", "median |error| (%)"], rows,
               "T60 error of predictions from ground-truth scene parameters", name="t60_ceiling"),
     ]

@@ -53,3 +53,17 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "0 made, 30 reused" in err and "nothing left to train" in err
     assert load_checkpoint(out / "run" / "last.pt")["step"] == trained["step"]
+
+
+def test_the_ceiling_section_says_when_the_perfect_reader_is_missing():
+    import pandas as pd
+
+    from i2r.data.synthetic.predictability import PERFECT_READER
+    from i2r.demo import _ceiling_blocks
+
+    row = {"predictor": "constant (geometric mean)", "n_train": 8, "n": 2, "mean": 1.0, "sd": 2.0, "median": 0.5,
+           "iqr": 1.0, "median_abs": 1.0, "log_sd": 0.1}
+    without = str(_ceiling_blocks(pd.DataFrame([row])))
+    with_reader = str(_ceiling_blocks(pd.DataFrame([row, {**row, "predictor": PERFECT_READER, "n_train": 0}])))
+    assert "perfect reader is missing" in without and "perfect reader is missing" not in with_reader
+    assert "Eyring's formula and the generator's priors" in with_reader
