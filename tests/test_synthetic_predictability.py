@@ -136,3 +136,16 @@ def test_the_ceiling_table_ends_with_the_perfect_reader_and_mismatched_sets_are_
     with caplog.at_level("WARNING"):
         table = information_ceiling(manifest)
     assert PERFECT_READER not in set(table["predictor"]) and "does not rebuild" in caplog.text
+
+
+def test_a_room_the_generator_would_reject_whatever_the_hidden_wall_keeps_the_posterior():
+    """No hidden material brings this stone hall's T60 under 6 s (unseen windows could have): the
+    reader falls back on the posterior instead of dividing by zero."""
+    from i2r.data.synthetic.scene import Scene
+
+    materials = {surface: "marble" if surface == "floor" else "stone" for surface in SURFACES}
+    hall = Scene("large", (60.0, 30.0, 20.0), materials, (0, 0, 0), (0, 0, 0), (1.0, 15.0, 1.6), 0.0, 0.0, ())
+    candidates = hidden_wall_candidates(hall)
+    posterior = hidden_wall_posterior("large", ["stone"] * 3)
+    assert {m: p for m, (p, _) in candidates.items()} == pytest.approx(posterior)
+    assert 8.0 < perfect_reader_t60(hall) < 18.0

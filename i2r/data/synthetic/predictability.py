@@ -106,8 +106,9 @@ def hidden_wall_candidates(scene: Scene) -> dict[str, tuple[float, float]]:
     It knows the exact size, the materials of the floor, the ceiling and the three walls in view,
     and the doors and windows on them. The probabilities are :func:`hidden_wall_posterior`'s,
     zero for a material the generator would have rejected (a band's T60 outside
-    :data:`~i2r.data.synthetic.scene.T60_RANGE_S`), renormalised; windows on the hidden wall are
-    not seen and taken as none, so with the true material the T60 is exact for rooms without them.
+    :data:`~i2r.data.synthetic.scene.T60_RANGE_S`), renormalised (all kept should none pass: the
+    unseen windows can make the difference); windows on the hidden wall are not seen and taken as
+    none, so with the true material the T60 is exact for rooms without them.
     """
     visible = [patch for patch in scene.patches if SURFACES[patch.surface] != OUT_OF_VIEW]
     walls_in_view = [scene.materials[wall] for wall in VISIBLE if wall.startswith("wall")]
@@ -117,9 +118,12 @@ def hidden_wall_candidates(scene: Scene) -> dict[str, tuple[float, float]]:
                       scene.receiver, scene.camera, scene.yaw, scene.pitch, (), visible)
         t60 = eyring_t60(scene.dims, surface_absorption(guess))
         accepted = T60_RANGE_S[0] <= t60.min() and t60.max() <= T60_RANGE_S[1]
-        candidates[material] = (probability * accepted, float(np.mean(t60[list(_MID)])))
-    total = sum(probability for probability, _ in candidates.values())
-    return {material: (probability / total, t60) for material, (probability, t60) in candidates.items()}
+        candidates[material] = (probability, accepted, float(np.mean(t60[list(_MID)])))
+    if not any(accepted for _, accepted, _ in candidates.values()):
+        candidates = {material: (probability, True, t60) for material, (probability, _, t60) in candidates.items()}
+    total = sum(probability for probability, accepted, _ in candidates.values() if accepted)
+    return {material: (probability * accepted / total, t60)
+            for material, (probability, accepted, t60) in candidates.items()}
 
 
 def perfect_reader_t60(scene: Scene) -> float:
