@@ -13,6 +13,8 @@ predictors that know more and more of the ground truth:
   wall, i.e. everything Eyring's formula uses; and the perfect reader of the view, which knows
   Eyring's formula and the generator's priors and averages over what the hidden wall may be;
 - ``pixels``: the same regressor on 16x16 RGB pixels plus the true 16x16 depth map;
+- with ``--absorption-channel``, the CNN again with each pixel's true mid-band absorption
+  coefficient as a fifth channel: what recognising the materials would be worth;
 - ``CNN``: the demo's own image encoder (ResNet-18 from random weights on 64 px RGB + the true
   depth map, as ``i2r demo`` feeds it) trained for ``--cnn-steps`` steps of batch 8 to regress
   the per-band log T60 directly, with an L1 loss: the best the demo's encoder can do in a
@@ -24,6 +26,7 @@ parameter read perfectly; ground truth is the manifest's Eyring T60.
 
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n1000-seed0
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --cnn-steps 0  # seconds
+    .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --absorption-channel
 """
 
 from __future__ import annotations
@@ -51,27 +54,57 @@ def pixel_features(data: Path, manifest: pd.DataFrame, size: int = 16) -> np.nda
     return np.stack(rows)
 
 
-def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int) -> np.ndarray:
+def absorption_maps(manifest: pd.DataFrame, size: int) -> np.ndarray:
+    """Per pixel of each manifest row's image at ``size`` px, the mean 500 Hz / 1 kHz absorption
+    coefficient of the room surface it shows (0 for furniture and sky; doors and windows count as
+    their wall), ``(n_rows, size, size)``: what the renderer knows and a photo only hints at."""
+    from i2r.data.synthetic.dataset import scene_rngs
+    from i2r.data.synthetic.materials import absorption
+    from i2r.data.synthetic.render import RenderConfig, surface_ids
+    from i2r.data.synthetic.scene import SURFACES, draw_scene
+
+    maps = np.zeros((len(manifest), size, size), dtype=np.float32)
+    for row, (seed, index) in enumerate(zip(manifest["seed"], manifest["index"])):
+        scene = draw_scene(scene_rngs(int(seed), int(index))[0])
+        ids = surface_ids(scene, RenderConfig(size=size))
+        for surface, material in scene.materials.items():
+            maps[row][ids == SURFACES.index(surface)] = absorption(material)[2:4].mean()
+    return maps
+
+
+def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int,
+                    with_absorption: bool = False) -> np.ndarray:
     """Train the demo's encoder (+ a linear head) on the training split to regress log T60 per
-    octave band; return the test split's predicted single-number T60 (s), ``(n_test,)``."""
+    octave band; return the test split's predicted single-number T60 (s), ``(n_test,)``. With
+    ``with_absorption`` the encoder gets :func:`absorption_maps` as a fifth input channel (beside
+    the true depth): how well it would read T60 if it recognised every surface's material."""
     import torch
 
     from i2r.data.datasets import PairedDataset
     from i2r.models.image2reverb import ModelConfig, SceneEncoder
+    from i2r.models.resnet import ARCHITECTURES
 
     torch.manual_seed(seed)
     size = ModelConfig.preset("small").image_size
     bands = [column for column in manifest.columns if column.startswith("t60_") and column != "t60_s"]
 
+    maps = torch.from_numpy(absorption_maps(manifest, size))[:, None] if with_absorption else None
+
     def split(name: str):
         pairs = PairedDataset(data, name, 32, size, check_files=False)
         items = [pairs[i] for i in range(len(pairs))]
-        target = np.log(manifest.loc[manifest["split"] == name, bands].to_numpy())
-        return (torch.stack([i["image"] for i in items]), torch.stack([i["depth"] for i in items]),
-                torch.tensor(target, dtype=torch.float32))
+        rows = (manifest["split"] == name).to_numpy()
+        target = np.log(manifest.loc[rows, bands].to_numpy())
+        # the extra channel rides with depth: SceneEncoder appends that after normalising RGB
+        depth = torch.stack([i["depth"] for i in items])
+        if maps is not None:
+            depth = torch.cat([depth, maps[np.flatnonzero(rows)]], dim=1)
+        return torch.stack([i["image"] for i in items]), depth, torch.tensor(target, dtype=torch.float32)
 
     images, depth, target = split("train")
     encoder = SceneEncoder("resnet18", 365, with_depth=True)
+    if with_absorption:
+        encoder.resnet = ARCHITECTURES["resnet18"](in_channels=5, num_classes=365)
     head = torch.nn.Linear(365, len(bands))
     optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
     for _ in range(steps):
@@ -93,6 +126,8 @@ def main() -> None:
     parser.add_argument("--no-pixels", action="store_true", help="skip the pixel regressor (reads every image)")
     parser.add_argument("--cnn-steps", type=int, default=1200,
                         help="training steps of the CNN regressor (0: skip it); default %(default)s")
+    parser.add_argument("--absorption-channel", action="store_true",
+                        help="also train the CNN with each pixel's true absorption as an input channel")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     data = Path(args.data).expanduser()
@@ -109,6 +144,9 @@ def main() -> None:
     if args.cnn_steps:
         predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed)
         report(f"CNN ({args.cnn_steps} steps)", error_stats(predicted, t60[test]))
+        if args.absorption_channel:
+            predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, with_absorption=True)
+            report(f"CNN + true absorption per pixel ({args.cnn_steps} steps)", error_stats(predicted, t60[test]))
 
 
 def report(name: str, stats: dict) -> None:

@@ -482,12 +482,10 @@ def _facade(p, ax, tex):
     return _mix(tex, (0.25, 0.3, 0.38), window.astype(np.float32))
 
 
-def render(scene: Scene, config: RenderConfig = RenderConfig()) -> tuple[np.ndarray, np.ndarray]:
-    """Render ``scene`` from its camera.
-
-    Returns the image, uint8 ``(size, size, 3)``, and the z-depth in metres, float32
-    ``(size, size)`` (``inf`` where a ray meets the sky).
-    """
+def _hits(scene: Scene, config: RenderConfig):
+    """What each pixel's ray meets first: flat ray directions ``(size**2, 3)``, then per pixel
+    ``(size, size)`` the ray parameter t (z-depth, m), the surface id (see :func:`surface_ids`)
+    and the hit face's normal axis."""
     rays = camera_rays(scene, config)
     n = config.size
     origin = np.asarray(scene.camera, dtype=np.float32)
@@ -496,6 +494,26 @@ def render(scene: Scene, config: RenderConfig = RenderConfig()) -> tuple[np.ndar
     t2d, sid2d = t.reshape(n, n), sid.reshape(n, n)
     axis2d = np.zeros((n, n), dtype=np.int64)
     _box_hits(scene, origin, rays, t2d, sid2d, axis2d)
+    return flat, t2d, sid2d, axis2d
+
+
+def surface_ids(scene: Scene, config: RenderConfig = RenderConfig()) -> np.ndarray:
+    """Which surface each pixel of :func:`render`'s image shows, ``(size, size)`` int16: the index
+    into :data:`~i2r.data.synthetic.scene.SURFACES` for the room's planes (0, the ground,
+    outdoors), ``100 + i`` for ``scene.boxes[i]`` (furniture, people, trees), -1 for the sky.
+    Doors and windows count as the wall they are on."""
+    return _hits(scene, config)[2]
+
+
+def render(scene: Scene, config: RenderConfig = RenderConfig()) -> tuple[np.ndarray, np.ndarray]:
+    """Render ``scene`` from its camera.
+
+    Returns the image, uint8 ``(size, size, 3)``, and the z-depth in metres, float32
+    ``(size, size)`` (``inf`` where a ray meets the sky).
+    """
+    n = config.size
+    origin = np.asarray(scene.camera, dtype=np.float32)
+    flat, t2d, sid2d, axis2d = _hits(scene, config)
     t, sid, axis = t2d.ravel(), sid2d.ravel(), axis2d.ravel()
     finite = np.isfinite(t)
     points = origin + np.where(finite, t, 0.0)[:, None] * flat
