@@ -13,15 +13,15 @@ predictors that know more and more of the ground truth:
   wall, i.e. everything Eyring's formula uses; and the perfect reader of the view, which knows
   Eyring's formula and the generator's priors and averages over what the hidden wall may be;
 - ``pixels``: the same regressor on 16x16 RGB pixels plus the true 16x16 depth map;
-- with ``--absorption-channel``, the CNN again with each pixel's true mid-band absorption
-  coefficient as a fifth channel: what recognising the materials would be worth;
 - ``CNN``: the demo's own image encoder (ResNet-18 from random weights on 64 px RGB + the true
   depth map, as ``i2r demo`` feeds it) trained for ``--cnn-steps`` steps of batch 8 to regress
   the per-band log T60 directly, with an L1 loss: the best the demo's encoder can do in a
-  budget of that many steps, with no GAN in the way (a demo step costs ~7x more than one of these).
+  budget of that many steps, with no GAN in the way (a demo step costs ~7x more than one of these);
+- with ``--absorption-channel``, the CNN again with each pixel's true mid-band absorption
+  coefficient as a fifth channel: what recognising the materials would be worth.
 
-The perfect reader is the information limit of the photo: no image-to-IR model can do better on
-these rooms. The trees show how far learning the law from the training rooms gets even with every
+The perfect reader is the information limit of the photo: no image-to-IR model can be expected to
+do better on these rooms (up to windows on the hidden wall, which it takes as none). The trees show how far learning the law from the training rooms gets even with every
 parameter read perfectly; ground truth is the manifest's Eyring T60.
 
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n1000-seed0

@@ -274,3 +274,24 @@ def test_cli_writes_a_set_and_reports_mistakes_in_one_line(tmp_path, capsys):
     assert main(["synth", "--n", "2", "--out", str(tmp_path / "t"), "--split", "a,b"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --split") and len(err.strip().splitlines()) == 1
+
+
+def test_surface_ids_name_what_each_pixel_shows():
+    """Looking along +x from near the x = 0 wall: the far wall (x1) at the centre, floor below,
+    ceiling above, a box where it stands; outdoors sky above the horizon and ground below; the
+    sky is exactly where the rendered depth is infinite."""
+    from i2r.data.synthetic.render import RenderConfig, render, surface_ids
+    from i2r.data.synthetic.scene import SURFACES, Box, Scene, draw_outdoor
+
+    config = RenderConfig(size=32)
+    room = Scene("medium", (10.0, 6.0, 3.0), {}, (0, 0, 0), (0, 0, 0), (0.5, 3.0, 1.5), 0.0, 0.0, ())
+    ids = surface_ids(room, config)
+    assert ids[16, 16] == SURFACES.index("wall_x1")
+    assert ids[-1, 16] == SURFACES.index("floor") and ids[0, 16] == SURFACES.index("ceiling")
+    room.boxes = [Box("table", (4.0, 2.0, 0.0), (6.0, 4.0, 1.5), (0.5, 0.3, 0.2))]
+    assert ids.min() >= 0 and (surface_ids(room, config) == 100).any()
+    outdoor = draw_outdoor(np.random.default_rng(1))
+    ids = surface_ids(outdoor, config)
+    assert ids[0, 16] == -1 and ids[-1, 16] == 0
+    _, depth = render(outdoor, config)
+    assert np.array_equal(ids == -1, ~np.isfinite(depth))
