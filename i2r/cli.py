@@ -379,6 +379,10 @@ def _add_demo(sub):
     p.add_argument("--seed", type=int, default=0, help="seed of data, training and evaluation (default: 0)")
     p.add_argument("--dry", default="", help="your own dry signal for the audio examples (default: built-in)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads for training; 0 = torch's default (default: %(default)s: on 2 shared "
+                        "cores a second thread made steps up to 10x slower; on a quiet machine with more cores, "
+                        "more threads give more steps, see DemoConfig)")
     p.add_argument("--format", choices=("table", "json"), default="table", help="stdout format (default: %(default)s)")
     p.set_defaults(func=_run_demo)
 

@@ -101,6 +101,8 @@ class DemoConfig:
     def __post_init__(self):
         if not self.minutes > 0:
             raise UserError(f"--minutes must be positive, got {self.minutes}")
+        if self.threads < 0:
+            raise UserError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
         if self.n_scenes < 20:
             raise UserError(f"the demo needs at least 20 scenes to have train and test splits, got {self.n_scenes}")
 

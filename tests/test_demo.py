@@ -67,3 +67,9 @@ def test_the_ceiling_section_says_when_the_perfect_reader_is_missing():
     with_reader = str(_ceiling_blocks(pd.DataFrame([row, {**row, "predictor": PERFECT_READER, "n_train": 0}])))
     assert "perfect reader is missing" in without and "perfect reader is missing" not in with_reader
     assert "Eyring's formula and the generator's priors" in with_reader
+
+
+def test_demo_mistakes_are_one_error_line(capsys):
+    assert main(["demo", "--threads", "-1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --threads must be 0") and len(err.strip().splitlines()) == 1
