@@ -58,14 +58,14 @@ def absorption_maps(manifest: pd.DataFrame, size: int) -> np.ndarray:
     """Per pixel of each manifest row's image at ``size`` px, the mean 500 Hz / 1 kHz absorption
     coefficient of the room surface it shows (0 for furniture and sky; doors and windows count as
     their wall), ``(n_rows, size, size)``: what the renderer knows and a photo only hints at."""
-    from i2r.data.synthetic.dataset import scene_rngs
+    from i2r.data.synthetic.dataset import draw_example_scene
     from i2r.data.synthetic.materials import absorption
     from i2r.data.synthetic.render import RenderConfig, surface_ids
-    from i2r.data.synthetic.scene import SURFACES, draw_scene
+    from i2r.data.synthetic.scene import SURFACES
 
     maps = np.zeros((len(manifest), size, size), dtype=np.float32)
     for row, (seed, index) in enumerate(zip(manifest["seed"], manifest["index"])):
-        scene = draw_scene(scene_rngs(int(seed), int(index))[0])
+        scene = draw_example_scene(int(seed), int(index))
         ids = surface_ids(scene, RenderConfig(size=size))
         for surface, material in scene.materials.items():
             maps[row][ids == SURFACES.index(surface)] = absorption(material)[2:4].mean()

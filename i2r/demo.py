@@ -195,13 +195,11 @@ def depth_quality(model, test_set, train_set) -> dict | None:
     true per-room mean depth: does it read the room's size?). None without depth maps."""
     import torch
 
-    from i2r.data.images import load_image
-
     if model.depth is None or test_set.depth(0) is None:
         return None
     truth = torch.stack([test_set.depth(i) for i in range(len(test_set))])
     mean_map = torch.stack([train_set.depth(i) for i in range(len(train_set))]).mean(dim=0)
-    images = torch.stack([load_image(record.image_path, test_set.image_size) for record in test_set.records])
+    images = torch.stack([test_set.image(i) for i in range(len(test_set))])
     device = next(model.parameters()).device
     with torch.no_grad():
         estimate = torch.cat([model.estimate_depth(part.to(device)).float().cpu() for part in images.split(32)])

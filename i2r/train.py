@@ -427,13 +427,12 @@ def _measured_t60_error(model, norm, val_set, true_t60: np.ndarray, cfg, device)
     T60 error (%) over the rooms whose true T60 is measurable, a generated IR that cannot be
     measured counting as an infinite error (a checkpoint whose IRs are mostly unmeasurable is
     never the best), and how many were measurable."""
-    from i2r.data.images import load_image
     from i2r.evaluate import generate_examples, percent_error, single_number_t60
 
     irs = []
     for start in range(0, len(val_set), cfg.batch_size):
         indices = list(range(start, min(start + cfg.batch_size, len(val_set))))
-        images = torch.stack([load_image(val_set.records[i].image_path, val_set.image_size) for i in indices])
+        images = torch.stack([val_set.image(i) for i in indices])
         irs.append(generate_examples(model, norm, images.to(device), indices, cfg.seed, None)[2])
     generated, _ = single_number_t60(np.concatenate(irs), "t30")
     known = np.isfinite(true_t60)

@@ -86,11 +86,10 @@ def test_hidden_wall_posterior_matches_the_generators_draws():
 def _rebuilt_manifest(n: int, seed: int = 3) -> pd.DataFrame:
     """The manifest rows of ``n`` synthetic scenes, without rendering or synthesising anything."""
     from i2r.data.synthetic import SynthConfig
-    from i2r.data.synthetic.dataset import manifest_row, scene_rngs
-    from i2r.data.synthetic.scene import draw_scene
+    from i2r.data.synthetic.dataset import draw_example_scene, manifest_row
 
     config = SynthConfig(n=n, out="unused", seed=seed)
-    rows = [manifest_row(draw_scene(scene_rngs(seed, i)[0]), i, config) for i in range(n)]
+    rows = [manifest_row(draw_example_scene(seed, i), i, config) for i in range(n)]
     frame = pd.DataFrame(rows)
     for column in [c for c in frame.columns if c.startswith("t60_") or c in GEOMETRY or c in ("seed", "index")]:
         frame[column] = pd.to_numeric(frame[column])
@@ -98,8 +97,8 @@ def _rebuilt_manifest(n: int, seed: int = 3) -> pd.DataFrame:
 
 
 def test_the_perfect_reader_is_exact_when_the_hidden_wall_is_known_and_close_otherwise():
-    from i2r.data.synthetic.dataset import scene_rngs
-    from i2r.data.synthetic.scene import OUT_OF_VIEW, draw_scene
+    from i2r.data.synthetic.dataset import draw_example_scene
+    from i2r.data.synthetic.scene import OUT_OF_VIEW
 
     manifest = _rebuilt_manifest(300)
     predicted = perfect_reader_predictions(manifest)
@@ -111,7 +110,7 @@ def test_the_perfect_reader_is_exact_when_the_hidden_wall_is_known_and_close_oth
     # (rooms without a window behind the camera, which it cannot see)
     checked = 0
     for index in range(300):
-        scene = draw_scene(scene_rngs(3, index)[0])
+        scene = draw_example_scene(3, index)
         if scene.outdoor or any(SURFACES[p.surface] == OUT_OF_VIEW for p in scene.patches):
             continue
         candidates = hidden_wall_candidates(scene)

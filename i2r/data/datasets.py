@@ -172,6 +172,11 @@ class PairedDataset(torch.utils.data.Dataset):
             item["t60_s"] = record.t60_s
         return item
 
+    def image(self, index: int) -> torch.Tensor:
+        """The image of pair ``index`` alone (no IR or spectrogram decoded): ``(3, S, S)`` float32
+        in [0, 1] as in ``__getitem__``."""
+        return load_image(self.records[index].image_path, self.image_size)
+
     def depth(self, index: int) -> torch.Tensor | None:
         """The true depth map of pair ``index`` alone (no image, IR or spectrogram decoded):
         ``(1, S, S)`` float32 in [0, 1] as in ``__getitem__``, or None without depth maps."""
@@ -187,7 +192,7 @@ class PairedDataset(torch.utils.data.Dataset):
             return self._cache[index]
         record = self.records[index]
         ir = torch.from_numpy(load_ir(record.ir_path)) if ir is None else ir
-        decoded = {"image": load_image(record.image_path, self.image_size),
+        decoded = {"image": self.image(index),
                    "logspec": ir_to_logspec(ir, self.resolution).unsqueeze(0)}
         if record.depth_path is not None:
             decoded["depth"] = self.depth(index)

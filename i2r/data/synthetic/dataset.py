@@ -99,6 +99,12 @@ def scene_rngs(seed: int, index: int) -> tuple[np.random.Generator, np.random.Ge
     return np.random.default_rng(scene_seq), np.random.default_rng(ir_seq)
 
 
+def draw_example_scene(seed: int, index: int) -> Scene:
+    """Scene ``index`` of the set made from ``seed``, as :func:`make_example` draws it, without
+    rendering or synthesising anything (what a manifest row's ``seed`` and ``index`` rebuild)."""
+    return draw_scene(scene_rngs(seed, index)[0])
+
+
 def split_of(index: int, fractions) -> str:
     """train/val/test for scene ``index``: the golden-ratio sequence frac(i·0.618...) against the
     cumulative fractions, so every prefix of the set is split in the right proportions."""

@@ -142,14 +142,13 @@ def perfect_reader_predictions(manifest: pd.DataFrame) -> np.ndarray:
     """:func:`perfect_reader_t60` of each manifest row's scene, rebuilt from its ``seed`` and
     ``index`` columns (an ``i2r synth`` manifest) -> ``(n_rows,)`` s. Raises :class:`UserError`
     when a rebuilt scene's T60 is not the manifest's (a set made by another generator version)."""
-    from i2r.data.synthetic.dataset import scene_rngs
-    from i2r.data.synthetic.scene import draw_scene
+    from i2r.data.synthetic.dataset import draw_example_scene
 
     if not {"seed", "index"} <= set(manifest.columns):
         raise UserError("the perfect reader needs the manifest's seed and index columns (an i2r synth set)")
     predictions = []
     for seed, index, t60_s in zip(manifest["seed"], manifest["index"], single_number_t60(manifest)):
-        scene = draw_scene(scene_rngs(int(seed), int(index))[0])
+        scene = draw_example_scene(int(seed), int(index))
         if not np.isclose(np.mean(np.take(scene.t60_s, _MID)), t60_s, rtol=1e-3):
             raise UserError(f"scene {index} of seed {seed} does not rebuild: its T60 is not the manifest's; "
                             "was the set made by another version of i2r synth?")
