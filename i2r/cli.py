@@ -209,6 +209,9 @@ def _add_train(sub):
     p.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints (default: %(default)s)")
     p.add_argument("--log-every", type=int, default=10, help="steps between metric rows (default: %(default)s)")
     p.add_argument("--val-every", type=int, default=0, help="steps between validation passes (default: 0, each epoch)")
+    p.add_argument("--val-rooms", type=int, default=0,
+                   help="validate on the validation split's first N pairs only (default: 0, all): a large split "
+                        "measured with --select-best costs training time at every pass")
     p.add_argument("--select-best", action="store_true",
                    help="also invert and measure the validation IRs as i2r eval does, and keep RUN/best.pt: the "
                         "weights with the lowest median |T60 error| (an unmeasurable IR counts as infinitely wrong)")

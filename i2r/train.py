@@ -90,6 +90,7 @@ class TrainConfig:
     checkpoint_every: int = 500  # steps between writes of RUN/last.pt (and one at the end)
     log_every: int = 10  # steps between metric rows
     val_every: int = 0  # steps between validation passes (0: once per epoch)
+    val_rooms: int = 0  # validate on the validation split's first N pairs (0: all of them)
     select_best: bool = False  # validation also inverts and measures the generated IRs (as i2r eval does), and
     #   RUN/best.pt keeps the weights with the lowest median |T60 error|, an unmeasurable IR counting as infinitely wrong
     seed: int = 0
@@ -104,6 +105,9 @@ class TrainConfig:
         for name in ("batch_size", "checkpoint_every", "log_every"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("val_every", "val_rooms"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} must be 0 or more, got {getattr(self, name)}")
 
 
 # Fields a resumed run may change; every other field must match the checkpoint's.
@@ -157,7 +161,7 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
     if cfg.depth_supervision and (cfg.no_depth or train_set.records[0].depth_path is None):
         raise UserError(f"--depth-supervision needs a depth network (not --no-depth) and depth maps in the "
                         f"data set (a 'depth' column in {cfg.data}'s manifest)")
-    val_set = _optional_split(cfg.data, "val", model_config)
+    val_set = _optional_split(cfg.data, "val", model_config, cfg.val_rooms)
     if cfg.select_best and val_set is None:
         raise UserError(f"selecting the best checkpoint needs a validation split in {cfg.data}")
     steps_per_epoch = math.ceil(math.ceil(len(train_set) / world) / cfg.batch_size)
@@ -500,10 +504,11 @@ def _epoch_loader(dataset, cfg, rank, world, epoch, skip_batches) -> DataLoader:
                       generator=torch.Generator().manual_seed(cfg.seed + epoch), pin_memory=torch.cuda.is_available())
 
 
-def _optional_split(root, split, model_config):
-    """The ``split`` part of the data set, or None when the data set has none."""
+def _optional_split(root, split, model_config, limit: int = 0):
+    """The ``split`` part of the data set (its first ``limit`` pairs when > 0), or None when the
+    data set has none."""
     try:
-        dataset = PairedDataset(root, split, model_config.resolution, model_config.image_size)
+        dataset = PairedDataset(root, split, model_config.resolution, model_config.image_size, limit=limit)
     except UserError:
         return None
     return dataset if len(dataset) else None

@@ -85,6 +85,17 @@ def test_split_selection_and_csv_path(manifest_set):
     assert len(PairedDataset(manifest_set, "val", 64, 16)) == 0
 
 
+def test_limit_keeps_the_first_pairs_in_manifest_order(manifest_set):
+    first = PairedDataset(manifest_set, "train", 64, 16, limit=1)
+    assert [r.scene for r in first.records] == ["room0"]
+    assert [r.scene for r in PairedDataset(manifest_set, "train", 64, 16, limit=5).records] == ["room0", "room1"]
+    # the limit applies before the files are checked: a bad pair beyond it costs nothing
+    (manifest_set / "images" / "1.png").write_bytes(b"not a png")
+    assert PairedDataset(manifest_set, "train", 64, 16, limit=1).skipped == []
+    with pytest.raises(ValueError, match="limit"):
+        PairedDataset(manifest_set, "train", 64, 16, limit=-1)
+
+
 def test_pix2pix_layout_pairs_by_sorted_index(tmp_path):
     for i in range(2):
         _image(tmp_path / "train_A" / f"space{i}_0_label.jpg", colour=(0, 100 * i, 0))

@@ -19,6 +19,7 @@ from PIL import Image
 
 from i2r.audio import SAMPLE_RATE, save_wav
 from i2r.cli import build_parser, main
+from i2r.errors import UserError
 from i2r.train import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -151,6 +152,19 @@ def test_select_best_keeps_the_weights_of_the_lowest_measured_validation_error(d
     assert torch.equal(load(run / "best.pt")["model"]["generator.output.weight"], weights_at_3["generator.output.weight"])
     assert trainer.train(TrainConfig(out=str(run), max_steps=6, resume=True, **cfg))["best"] == {
         "step": 6, "score": 10.0, "measurable": 1}
+
+
+def test_val_rooms_validates_on_the_first_pairs_of_the_split(data, tmp_path, one_thread):
+    from i2r.train import train
+
+    cfg = dict(data=str(data), resolution=32, image_size=64, batch_size=2, log_every=1, checkpoint_every=100,
+               val_every=1)
+    full = train(TrainConfig(out=str(tmp_path / "all"), max_steps=1, **cfg))["validation"]
+    first = train(TrainConfig(out=str(tmp_path / "first"), max_steps=1, val_rooms=1, **cfg))["validation"]
+    assert (full["n"], first["n"]) == (2, 1)
+    assert first["l1"] != full["l1"]
+    with pytest.raises(UserError, match="val_rooms"):
+        TrainConfig(val_rooms=-1)
 
 
 def test_select_best_needs_a_validation_split(data, tmp_path, capsys):

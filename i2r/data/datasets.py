@@ -102,6 +102,7 @@ class PairedDataset(torch.utils.data.Dataset):
     ``skipped`` lists ``(path, reason)`` for every bad file left out (a pair is left out when
     any of its files is bad); ``records`` the usable pairs. With ``check_files=False`` the
     files are not opened up front (faster start; a bad file then raises in ``__getitem__``).
+    ``limit`` > 0 keeps only the split's first ``limit`` pairs (in manifest order), checked or not.
 
     ``cache``: keep each decoded image, depth map and spectrogram in memory after its first use
     (the IR itself is re-read: 0.5 MB a pair, and cheap to decode); ``None`` (default) caches
@@ -119,6 +120,7 @@ class PairedDataset(torch.utils.data.Dataset):
         allow_outside: bool = False,
         check_files: bool = True,
         cache: bool | None = None,
+        limit: int = 0,
     ):
         super().__init__()
         self.source = Path(source)
@@ -127,7 +129,11 @@ class PairedDataset(torch.utils.data.Dataset):
         self.image_size = image_size
         if resolution <= 0 or FULL_RESOLUTION % resolution:
             raise ValueError(f"resolution must divide {FULL_RESOLUTION}, got {resolution}")
+        if limit < 0:
+            raise ValueError(f"limit must be 0 (all pairs) or more, got {limit}")
         records = discover_pairs(source, split, allow_outside)
+        if limit:
+            records = records[:limit]
         self.skipped: list[tuple[str, str]] = []
         if check_files:
             records, self.skipped = _check_files(records, image_size)
