@@ -33,7 +33,7 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path, capsys):
     trained = json.loads((out / "run" / "config.json").read_text())["train"]
     recipe = DemoConfig()
     for name in ("lr_generator", "lr_discriminator", "lr_encoder", "beta1", "t60p_weight", "decay_weight",
-                 "depth_weight", "threads"):
+                 "depth_weight", "threads", "val_every", "val_rooms"):
         assert trained[name] == getattr(recipe, name), name
     assert trained["depth_supervision"] and trained["select_best"] and trained["preset"] == "small"
     report = Path(summary["report"]).read_text()
