@@ -27,6 +27,8 @@ parameter read perfectly; ground truth is the manifest's Eyring T60.
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n1000-seed0
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --cnn-steps 0  # seconds
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --absorption-channel
+    .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n4000-seed0 --no-pixels \
+        --cnn-steps 1500 --train-rooms 800   # then without --train-rooms: 800 vs 3,200 training rooms
 """
 
 from __future__ import annotations
@@ -73,11 +75,12 @@ def absorption_maps(manifest: pd.DataFrame, size: int) -> np.ndarray:
 
 
 def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int,
-                    with_absorption: bool = False) -> np.ndarray:
+                    with_absorption: bool = False, train_rooms: int = 0) -> np.ndarray:
     """Train the demo's encoder (+ a linear head) on the training split to regress log T60 per
     octave band; return the test split's predicted single-number T60 (s), ``(n_test,)``. With
     ``with_absorption`` the encoder gets :func:`absorption_maps` as a fifth input channel (beside
-    the true depth): how well it would read T60 if it recognised every surface's material."""
+    the true depth): how well it would read T60 if it recognised every surface's material.
+    ``train_rooms`` > 0 trains on the first that many training rooms only (same test rooms)."""
     import torch
 
     from i2r.data.datasets import PairedDataset
@@ -102,6 +105,8 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int,
         return torch.stack([i["image"] for i in items]), depth, torch.tensor(target, dtype=torch.float32)
 
     images, depth, target = split("train")
+    if train_rooms:
+        images, depth, target = images[:train_rooms], depth[:train_rooms], target[:train_rooms]
     encoder = SceneEncoder("resnet18", 365, with_depth=True)
     if with_absorption:
         encoder.resnet = ARCHITECTURES["resnet18"](in_channels=5, num_classes=365)
@@ -128,8 +133,12 @@ def main() -> None:
                         help="training steps of the CNN regressor (0: skip it); default %(default)s")
     parser.add_argument("--absorption-channel", action="store_true",
                         help="also train the CNN with each pixel's true absorption as an input channel")
+    parser.add_argument("--train-rooms", type=int, default=0,
+                        help="train the CNN on the first N training rooms only (0: all): does more data help it?")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.train_rooms < 0:
+        parser.error(f"--train-rooms must be 0 (all) or more, got {args.train_rooms}")
     data = Path(args.data).expanduser()
     manifest = pd.read_csv(data / "manifest.csv")
     t60 = single_number_t60(manifest)
@@ -142,10 +151,12 @@ def main() -> None:
     if not args.no_pixels:
         report("pixels (16x16 + depth)", fit_and_score(pixel_features(data, manifest), t60, train, test, args.seed))
     if args.cnn_steps:
-        predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed)
-        report(f"CNN ({args.cnn_steps} steps)", error_stats(predicted, t60[test]))
+        rooms = min(args.train_rooms or train.sum(), train.sum())
+        predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, train_rooms=rooms)
+        report(f"CNN ({args.cnn_steps} steps, {rooms} training rooms)", error_stats(predicted, t60[test]))
         if args.absorption_channel:
-            predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, with_absorption=True)
+            predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, with_absorption=True,
+                                        train_rooms=rooms)
             report(f"CNN + true absorption per pixel ({args.cnn_steps} steps)", error_stats(predicted, t60[test]))
 
 
