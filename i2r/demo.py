@@ -287,8 +287,9 @@ def write_demo_report(config: DemoConfig, metrics: dict, examples: list[dict], e
     blocks = [
         paragraph(f"Trained the small preset for {training['minutes']:.1f} min ({training['steps']} steps, "
                   f"batch {config.batch_size}) on {data_summary['train']} synthetic rooms"
-                  + (f"; evaluated the weights of step {training['best']['step']}, the validation pass (once per "
-                     f"epoch, {data_summary['val']} other rooms) with the lowest median |T60 error| "
+                  + (f"; evaluated the weights of step {training['best']['step']}, the validation pass (every "
+                     f"{config.val_every} step{'s' if config.val_every != 1 else ''}, "
+                     f"{min(config.val_rooms or data_summary['val'], data_summary['val'])} other rooms) with the lowest median |T60 error| "
                      f"({training['best']['score']:.1f} %; an unmeasurable IR counts as infinitely wrong)"
                      if training.get("best") else "") + "; evaluated on "
                   f"{metrics['n']} held-out rooms ({len(metrics['excluded'])} excluded: ground truth not measurable); "

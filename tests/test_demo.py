@@ -55,6 +55,18 @@ def test_demo_runs_end_to_end_and_prints_the_summary(tmp_path, capsys):
     assert load_checkpoint(out / "run" / "last.pt")["step"] == trained["step"]
 
 
+def test_the_report_names_the_validation_pass_that_chose_the_weights(tmp_path):
+    from i2r.demo import run_demo
+
+    out = tmp_path / "demo"
+    summary = run_demo(DemoConfig(n_scenes=30, minutes=0.02, batch_size=2, out=str(out), cache=str(tmp_path / "cache"),
+                                  val_every=1, val_rooms=2))
+    trained = json.loads((out / "run" / "config.json").read_text())["train"]
+    assert (trained["val_every"], trained["val_rooms"]) == (1, 2)
+    report = Path(summary["report"]).read_text()
+    assert "evaluated the weights of step 1, the validation pass (every 1 step, 2 other rooms)" in report
+
+
 def test_the_ceiling_section_says_when_the_perfect_reader_is_missing():
     import pandas as pd
 
