@@ -157,7 +157,8 @@ def main() -> None:
         if args.absorption_channel:
             predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, with_absorption=True,
                                         train_rooms=rooms)
-            report(f"CNN + true absorption per pixel ({args.cnn_steps} steps)", error_stats(predicted, t60[test]))
+            report(f"CNN + true absorption per pixel ({args.cnn_steps} steps, {rooms} rooms)",
+                   error_stats(predicted, t60[test]))
 
 
 def report(name: str, stats: dict) -> None:

@@ -289,7 +289,8 @@ def write_demo_report(config: DemoConfig, metrics: dict, examples: list[dict], e
                   f"batch {config.batch_size}) on {data_summary['train']} synthetic rooms"
                   + (f"; evaluated the weights of step {training['best']['step']}, the validation pass (every "
                      f"{config.val_every} step{'s' if config.val_every != 1 else ''}, "
-                     f"{min(config.val_rooms or data_summary['val'], data_summary['val'])} other rooms) with the lowest median |T60 error| "
+                     f"{min(config.val_rooms or data_summary['val'], data_summary['val'])} other rooms) "
+                     "with the lowest median |T60 error| "
                      f"({training['best']['score']:.1f} %; an unmeasurable IR counts as infinitely wrong)"
                      if training.get("best") else "") + "; evaluated on "
                   f"{metrics['n']} held-out rooms ({len(metrics['excluded'])} excluded: ground truth not measurable); "
@@ -370,7 +371,8 @@ def run_demo(config: DemoConfig) -> dict:
     train_summary = train(TrainConfig(
         data=str(data), out=str(run), preset="small", depth_supervision=True, max_minutes=max_minutes,
         max_steps=max_steps, batch_size=config.batch_size, seed=config.seed, device=config.device, resume=resume,
-        val_every=config.val_every, val_rooms=config.val_rooms, select_best=True, lr_generator=config.lr_generator, lr_discriminator=config.lr_discriminator,
+        val_every=config.val_every, val_rooms=config.val_rooms, select_best=True,
+        lr_generator=config.lr_generator, lr_discriminator=config.lr_discriminator,
         lr_encoder=config.lr_encoder, beta1=config.beta1, t60p_weight=config.t60p_weight,
         decay_weight=config.decay_weight,
         depth_weight=config.depth_weight, threads=config.threads))
