@@ -29,6 +29,10 @@ parameter read perfectly; ground truth is the manifest's Eyring T60.
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --absorption-channel
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n4000-seed0 --no-pixels \
         --cnn-steps 1500 --train-rooms 800   # then without --train-rooms: 800 vs 3,200 training rooms
+
+With ``--save-encoder PATH`` the regressor's ResNet is saved as a Places365-style file: an
+encoder that already reads T60 (trained on other rooms, e.g. seed 1's), to start the demo's
+recipe from with ``i2r train --places-weights PATH`` (the README's "encoder that already sees").
 """
 
 from __future__ import annotations
@@ -75,12 +79,14 @@ def absorption_maps(manifest: pd.DataFrame, size: int) -> np.ndarray:
 
 
 def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int,
-                    with_absorption: bool = False, train_rooms: int = 0) -> np.ndarray:
+                    with_absorption: bool = False, train_rooms: int = 0, save_encoder: str = "") -> np.ndarray:
     """Train the demo's encoder (+ a linear head) on the training split to regress log T60 per
     octave band; return the test split's predicted single-number T60 (s), ``(n_test,)``. With
     ``with_absorption`` the encoder gets :func:`absorption_maps` as a fifth input channel (beside
     the true depth): how well it would read T60 if it recognised every surface's material.
-    ``train_rooms`` > 0 trains on the first that many training rooms only (same test rooms)."""
+    ``train_rooms`` > 0 trains on the first that many training rooms only (same test rooms).
+    ``save_encoder``: write the trained ResNet there in the Places365 file layout, so that
+    ``i2r train --places-weights`` starts from an encoder that already reads T60."""
     import torch
 
     from i2r.data.datasets import PairedDataset
@@ -118,6 +124,10 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int,
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+    if save_encoder:
+        from i2r.files import atomic_torch_save
+
+        atomic_torch_save({"state_dict": encoder.resnet.state_dict()}, save_encoder)
     images, depth, _ = split("test")
     encoder.eval()
     with torch.no_grad():
@@ -135,6 +145,9 @@ def main() -> None:
                         help="also train the CNN with each pixel's true absorption as an input channel")
     parser.add_argument("--train-rooms", type=int, default=0,
                         help="train the CNN on the first N training rooms only (0: all): does more data help it?")
+    parser.add_argument("--save-encoder", default="", metavar="PATH",
+                        help="save the CNN's ResNet (RGB + depth, no absorption channel) in the Places365 file layout "
+                             "for `i2r train --places-weights PATH`")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.train_rooms < 0:
@@ -152,7 +165,8 @@ def main() -> None:
         report("pixels (16x16 + depth)", fit_and_score(pixel_features(data, manifest), t60, train, test, args.seed))
     if args.cnn_steps:
         rooms = min(args.train_rooms or train.sum(), train.sum())
-        predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, train_rooms=rooms)
+        predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, train_rooms=rooms,
+                                    save_encoder=args.save_encoder)
         report(f"CNN ({args.cnn_steps} steps, {rooms} training rooms)", error_stats(predicted, t60[test]))
         if args.absorption_channel:
             predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, with_absorption=True,
