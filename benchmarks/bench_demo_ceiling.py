@@ -152,6 +152,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.train_rooms < 0:
         parser.error(f"--train-rooms must be 0 (all) or more, got {args.train_rooms}")
+    if args.save_encoder and not args.cnn_steps:
+        parser.error("--save-encoder needs a CNN to save: --cnn-steps must be more than 0")
     data = Path(args.data).expanduser()
     manifest = pd.read_csv(data / "manifest.csv")
     t60 = single_number_t60(manifest)
