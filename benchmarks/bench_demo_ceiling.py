@@ -78,15 +78,16 @@ def absorption_maps(manifest: pd.DataFrame, size: int) -> np.ndarray:
     return maps
 
 
-def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int,
-                    with_absorption: bool = False, train_rooms: int = 0, save_encoder: str = "") -> np.ndarray:
+def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, with_absorption: bool = False,
+                    train_rooms: int = 0, save_encoder: str = "", image_size: int = 0) -> np.ndarray:
     """Train the demo's encoder (+ a linear head) on the training split to regress log T60 per
     octave band; return the test split's predicted single-number T60 (s), ``(n_test,)``. With
     ``with_absorption`` the encoder gets :func:`absorption_maps` as a fifth input channel (beside
     the true depth): how well it would read T60 if it recognised every surface's material.
     ``train_rooms`` > 0 trains on the first that many training rooms only (same test rooms).
     ``save_encoder``: write the trained ResNet there in the Places365 file layout, so that
-    ``i2r train --places-weights`` starts from an encoder that already reads T60."""
+    ``i2r train --places-weights`` starts from an encoder that already reads T60. ``image_size``:
+    the encoder's input side in px (0: the small preset's 64)."""
     import torch
 
     from i2r.data.datasets import PairedDataset
@@ -94,7 +95,7 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int,
     from i2r.models.resnet import ARCHITECTURES
 
     torch.manual_seed(seed)
-    size = ModelConfig.preset("small").image_size
+    size = image_size or ModelConfig.preset("small").image_size
     bands = [column for column in manifest.columns if column.startswith("t60_") and column != "t60_s"]
 
     maps = torch.from_numpy(absorption_maps(manifest, size))[:, None] if with_absorption else None
@@ -148,8 +149,12 @@ def main() -> None:
     parser.add_argument("--save-encoder", default="", metavar="PATH",
                         help="save the CNN's ResNet (RGB + depth, no absorption channel) in the Places365 file layout "
                              "for `i2r train --places-weights PATH`")
+    parser.add_argument("--image-size", type=int, default=0,
+                        help="the CNN's input side in px (0: the small preset's, 64); a multiple of 32")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.image_size < 0 or args.image_size % 32:
+        parser.error(f"--image-size must be 0 (the preset's) or a multiple of 32, got {args.image_size}")
     if args.train_rooms < 0:
         parser.error(f"--train-rooms must be 0 (all) or more, got {args.train_rooms}")
     if args.save_encoder and not args.cnn_steps:
@@ -167,13 +172,16 @@ def main() -> None:
         report("pixels (16x16 + depth)", fit_and_score(pixel_features(data, manifest), t60, train, test, args.seed))
     if args.cnn_steps:
         rooms = min(args.train_rooms or train.sum(), train.sum())
+        from i2r.models.image2reverb import ModelConfig
+
+        size = args.image_size or ModelConfig.preset("small").image_size
         predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, train_rooms=rooms,
-                                    save_encoder=args.save_encoder)
-        report(f"CNN ({args.cnn_steps} steps, {rooms} training rooms)", error_stats(predicted, t60[test]))
+                                    save_encoder=args.save_encoder, image_size=size)
+        report(f"CNN ({args.cnn_steps} steps, {rooms} training rooms, {size} px)", error_stats(predicted, t60[test]))
         if args.absorption_channel:
             predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, with_absorption=True,
-                                        train_rooms=rooms)
-            report(f"CNN + true absorption per pixel ({args.cnn_steps} steps, {rooms} rooms)",
+                                        train_rooms=rooms, image_size=size)
+            report(f"CNN + true absorption per pixel ({args.cnn_steps} steps, {rooms} rooms, {size} px)",
                    error_stats(predicted, t60[test]))
 
 

@@ -57,7 +57,8 @@ def surface_statistics(data: Path, manifest: pd.DataFrame, surface: str, size: i
 
     statistics, kept = [], []
     for position, (image, seed, index) in enumerate(zip(manifest["image"], manifest["seed"], manifest["index"])):
-        mask = surface_ids(draw_example_scene(int(seed), int(index)), RenderConfig(size=size)) == SURFACES.index(surface)
+        scene = draw_example_scene(int(seed), int(index))
+        mask = surface_ids(scene, RenderConfig(size=size)) == SURFACES.index(surface)
         if mask.sum() < 4:
             continue
         rgb = np.asarray(Image.open(data / image).convert("RGB").resize((size, size), Image.BOX), dtype=float) / 255.0
@@ -132,7 +133,8 @@ def main() -> None:
 
     print("2. the trees on the exact dimensions and materials in view, the ceiling misread "
           f"(median over {args.draws} draws; range)")
-    print(f"   {'ceiling plaster/acoustic tiles read':44s} {'error %':>8s} {'SD %':>7s} {'range':>12s} {'median|e| %':>12s}")
+    print(f"   {'ceiling plaster/acoustic tiles read':44s} {'error %':>8s} {'SD %':>7s} {'range':>12s} "
+          f"{'median|e| %':>12s}")
     rates = [("exactly", 0.0)]
     rates += [(f"as at {size} px", 1.0 - accuracy[PAIRS[0][0], size]) for size in sizes]
     rates += [("blind (tiles read as plaster)", 1.0)]
