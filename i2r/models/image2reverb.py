@@ -75,6 +75,9 @@ class ModelConfig:
         vs 6.8 s per batch of 8 on one loaded CPU core), so ten minutes on a CPU core give about
         600 steps instead of about 100. 128x128 keeps T30 measurable: inverting the true 128x128
         spectrograms of synthetic rooms gives T30 within 2 % (SD) of the true IRs' (64x64: 3 %).
+        64 px images cost the material that moves the synthetic rooms' T60 most: an acoustic-tile
+        ceiling is told from plaster 82 % of the time at 64 px, 94 % at 128 px
+        (``benchmarks/bench_material_legibility.py``; the README says what that costs).
         """
         if name == "paper":
             return cls()
