@@ -29,6 +29,7 @@ parameter read perfectly; ground truth is the manifest's Eyring T60.
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --absorption-channel
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n4000-seed0 --no-pixels \
         --cnn-steps 1500 --train-rooms 800   # then without --train-rooms: 800 vs 3,200 training rooms
+    .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --image-size 128  # vs the preset's 64 px
 
 With ``--save-encoder PATH`` the regressor's ResNet is saved as a Places365-style file: an
 encoder that already reads T60 (trained on other rooms, e.g. seed 1's), to start the demo's
