@@ -94,17 +94,17 @@ def misread_ceiling_score(manifest: pd.DataFrame, error_rate: float, draws: int,
     1 means blind: tiles read as plaster, plaster stays). One stats dict per draw."""
     t60 = single_number_t60(manifest)
     train, test = (manifest["split"] == "train").to_numpy(), (manifest["split"] == "test").to_numpy()
-    pair = PAIRS[0][1:]
+    surface, *pair = PAIRS[0]
     swap_to = {pair[0]: pair[1], pair[1]: pair[0]}
     scores = []
     for draw in range(1 if error_rate in (0.0, 1.0) else draws):
         misread = manifest.copy()
-        on_pair = misread["ceiling"].isin(pair).to_numpy()
+        on_pair = misread[surface].isin(pair).to_numpy()
         if error_rate == 1.0:
-            misread.loc[on_pair, "ceiling"] = pair[0]
+            misread.loc[on_pair, surface] = pair[0]
         else:
             swap = on_pair & (np.random.default_rng(seed + draw).random(len(misread)) < error_rate)
-            misread.loc[swap, "ceiling"] = misread.loc[swap, "ceiling"].map(swap_to)
+            misread.loc[swap, surface] = misread.loc[swap, surface].map(swap_to)
         scores.append(fit_and_score(scene_features(misread, GEOMETRY, VISIBLE), t60, train, test, seed))
     return scores
 
@@ -116,7 +116,10 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=5, help="random misreadings per error rate (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    sizes = [int(size) for size in args.sizes.split(",")]
+    try:
+        sizes = [int(size) for size in args.sizes.split(",")]
+    except ValueError:
+        parser.error(f"--sizes must be whole numbers of pixels separated by commas, got {args.sizes!r}")
     if args.draws < 1 or min(sizes) < 8:
         parser.error("--draws must be at least 1 and every size at least 8 px")
     data = Path(args.data).expanduser()
