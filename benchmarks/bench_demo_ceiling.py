@@ -30,6 +30,9 @@ parameter read perfectly; ground truth is the manifest's Eyring T60.
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n4000-seed0 --no-pixels \
         --cnn-steps 1500 --train-rooms 800   # then without --train-rooms: 800 vs 3,200 training rooms
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --image-size 128  # vs the preset's 64 px
+    .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --unshuffle  # 128 px seen at 64 px's cost
+    .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n4000-seed0 --no-pixels \
+        --cnn-steps 16000 --report-at 1000,2000,4000,8000,12000   # a learning curve: does more compute help?
 
 With ``--save-encoder PATH`` the regressor's ResNet is saved as a Places365-style file: an
 encoder that already reads T60 (trained on other rooms, e.g. seed 1's), to start the demo's
@@ -39,6 +42,7 @@ recipe from with ``i2r train --places-weights PATH`` (the README's "encoder that
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +84,8 @@ def absorption_maps(manifest: pd.DataFrame, size: int) -> np.ndarray:
 
 
 def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, with_absorption: bool = False,
-                    train_rooms: int = 0, save_encoder: str = "", image_size: int = 0) -> np.ndarray:
+                    train_rooms: int = 0, save_encoder: str = "", image_size: int = 0,
+                    report_at: tuple[int, ...] = (), unshuffle: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """Train the demo's encoder (+ a linear head) on the training split to regress log T60 per
     octave band; return the test split's predicted single-number T60 (s), ``(n_test,)``. With
     ``with_absorption`` the encoder gets :func:`absorption_maps` as a fifth input channel (beside
@@ -88,7 +93,12 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, w
     ``train_rooms`` > 0 trains on the first that many training rooms only (same test rooms).
     ``save_encoder``: write the trained ResNet there in the Places365 file layout, so that
     ``i2r train --places-weights`` starts from an encoder that already reads T60. ``image_size``:
-    the encoder's input side in px (0: the small preset's 64)."""
+    the encoder's input side in px (0: the small preset's 64). Yields ``(step, predictions)`` after
+    each of ``report_at`` below ``steps`` and after ``steps``, as they come: a learning curve from
+    one run. ``unshuffle``:
+    the images are read at twice ``image_size`` and each 2x2 block of pixels becomes 12 channels
+    of one (pixel unshuffle), so the ResNet works at ``image_size``'s cost but sees every pixel of
+    the larger image (depth is averaged to ``image_size``)."""
     import torch
 
     from i2r.data.datasets import PairedDataset
@@ -102,12 +112,14 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, w
     maps = torch.from_numpy(absorption_maps(manifest, size))[:, None] if with_absorption else None
 
     def split(name: str):
-        pairs = PairedDataset(data, name, 32, size, check_files=False)
+        pairs = PairedDataset(data, name, 32, 2 * size if unshuffle else size, check_files=False)
         items = [pairs[i] for i in range(len(pairs))]
         rows = (manifest["split"] == name).to_numpy()
         target = np.log(manifest.loc[rows, bands].to_numpy())
         # the extra channel rides with depth: SceneEncoder appends that after normalising RGB
         depth = torch.stack([i["depth"] for i in items])
+        if unshuffle:
+            depth = torch.nn.functional.avg_pool2d(depth, 2)
         if maps is not None:
             depth = torch.cat([depth, maps[np.flatnonzero(rows)]], dim=1)
         return torch.stack([i["image"] for i in items]), depth, torch.tensor(target, dtype=torch.float32)
@@ -115,26 +127,59 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, w
     images, depth, target = split("train")
     if train_rooms:
         images, depth, target = images[:train_rooms], depth[:train_rooms], target[:train_rooms]
-    encoder = SceneEncoder("resnet18", 365, with_depth=True)
+    encoder = unshuffled_scene_encoder() if unshuffle else SceneEncoder("resnet18", 365, with_depth=True)
     if with_absorption:
-        encoder.resnet = ARCHITECTURES["resnet18"](in_channels=5, num_classes=365)
+        encoder.resnet = ARCHITECTURES["resnet18"](in_channels=encoder.resnet.conv1.in_channels + 1, num_classes=365)
     head = torch.nn.Linear(365, len(bands))
     optimizer = torch.optim.Adam([*encoder.parameters(), *head.parameters()], lr=1e-3)
-    for _ in range(steps):
+    test_images, test_depth, _ = split("test")
+
+    def predict() -> np.ndarray:
+        encoder.eval()
+        with torch.no_grad():
+            predicted = torch.exp(head(encoder(test_images, test_depth))).numpy()
+        encoder.train()
+        return predicted[:, [bands.index(band) for band in MID_BANDS]].mean(axis=1)
+
+    for step in range(1, steps + 1):
         batch = torch.randint(0, len(images), (8,))
         loss = (head(encoder(images[batch], depth[batch])) - target[batch]).abs().mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if step in report_at or step == steps:
+            yield step, predict()
     if save_encoder:
         from i2r.files import atomic_torch_save
 
         atomic_torch_save({"state_dict": encoder.resnet.state_dict()}, save_encoder)
-    images, depth, _ = split("test")
-    encoder.eval()
-    with torch.no_grad():
-        predicted = torch.exp(head(encoder(images, depth))).numpy()
-    return predicted[:, [bands.index(band) for band in MID_BANDS]].mean(axis=1)
+
+
+def unshuffled_scene_encoder():
+    """:class:`i2r.models.image2reverb.SceneEncoder` (ResNet-18, 365 features, with depth) for
+    images ``(B, 3, 2H, 2W)`` and depth ``(B, 1, H, W)``: RGB normalised, then pixel-unshuffled
+    to ``(B, 12, H, W)``, so the network runs at ``H`` x ``W``."""
+    import torch
+
+    from i2r.models.image2reverb import SceneEncoder
+    from i2r.models.resnet import ARCHITECTURES
+
+    class Unshuffled(SceneEncoder):
+        def forward(self, images, depth=None):
+            x = torch.nn.functional.pixel_unshuffle((images - self.mean) / self.std, 2)
+            return self.resnet(torch.cat([x, depth.to(x.dtype)], dim=1))
+
+    encoder = Unshuffled("resnet18", 365, with_depth=True)
+    encoder.resnet = ARCHITECTURES["resnet18"](in_channels=13, num_classes=365)
+    return encoder
+
+
+def step_list(text: str) -> tuple[int, ...]:
+    """``"1000,4000"`` -> ``(1000, 4000)``; argparse turns the ValueError into an error line."""
+    steps = tuple(int(part) for part in text.split(","))
+    if any(step <= 0 for step in steps):
+        raise ValueError(text)
+    return steps
 
 
 def main() -> None:
@@ -152,6 +197,11 @@ def main() -> None:
                              "for `i2r train --places-weights PATH`")
     parser.add_argument("--image-size", type=int, default=0,
                         help="the CNN's input side in px (0: the small preset's, 64); a multiple of 32")
+    parser.add_argument("--report-at", type=step_list, default=(), metavar="N,N,...",
+                        help="also score the CNN on the test rooms after these steps (a learning curve from one run)")
+    parser.add_argument("--unshuffle", action="store_true",
+                        help="read images at twice --image-size and pixel-unshuffle them to it: the finer "
+                             "image's detail at the smaller size's cost")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.image_size < 0 or args.image_size % 32:
@@ -160,6 +210,8 @@ def main() -> None:
         parser.error(f"--train-rooms must be 0 (all) or more, got {args.train_rooms}")
     if args.save_encoder and not args.cnn_steps:
         parser.error("--save-encoder needs a CNN to save: --cnn-steps must be more than 0")
+    if args.save_encoder and args.unshuffle:
+        parser.error("--save-encoder saves a 4-channel ResNet for `i2r train`; --unshuffle's has 13")
     data = Path(args.data).expanduser()
     manifest = pd.read_csv(data / "manifest.csv")
     t60 = single_number_t60(manifest)
@@ -176,14 +228,19 @@ def main() -> None:
         from i2r.models.image2reverb import ModelConfig
 
         size = args.image_size or ModelConfig.preset("small").image_size
-        predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, train_rooms=rooms,
-                                    save_encoder=args.save_encoder, image_size=size)
-        report(f"CNN ({args.cnn_steps} steps, {rooms} training rooms, {size} px)", error_stats(predicted, t60[test]))
+        curve = cnn_predictions(data, manifest, args.cnn_steps, args.seed, train_rooms=rooms,
+                                save_encoder=args.save_encoder, image_size=size, report_at=args.report_at,
+                                unshuffle=args.unshuffle)
+        seen = f"{2 * size} px unshuffled to {size}" if args.unshuffle else f"{size} px"
+        for step, predicted in curve:
+            report(f"CNN ({step} steps, {rooms} training rooms, {seen})", error_stats(predicted, t60[test]))
         if args.absorption_channel:
-            predicted = cnn_predictions(data, manifest, args.cnn_steps, args.seed, with_absorption=True,
-                                        train_rooms=rooms, image_size=size)
-            report(f"CNN + true absorption per pixel ({args.cnn_steps} steps, {rooms} rooms, {size} px)",
-                   error_stats(predicted, t60[test]))
+            curve = cnn_predictions(data, manifest, args.cnn_steps, args.seed, with_absorption=True,
+                                    train_rooms=rooms, image_size=size, report_at=args.report_at,
+                                    unshuffle=args.unshuffle)
+            for step, predicted in curve:
+                report(f"CNN + true absorption per pixel ({step} steps, {rooms} rooms, {seen})",
+                       error_stats(predicted, t60[test]))
 
 
 def report(name: str, stats: dict) -> None:
