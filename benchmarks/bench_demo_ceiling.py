@@ -112,17 +112,17 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, w
     maps = torch.from_numpy(absorption_maps(manifest, size))[:, None] if with_absorption else None
 
     def split(name: str):
-        pairs = PairedDataset(data, name, 32, 2 * size if unshuffle else size, check_files=False)
-        items = [pairs[i] for i in range(len(pairs))]
+        pairs = PairedDataset(data, name, 32, 2 * size if unshuffle else size, check_files=False, cache=False)
         rows = (manifest["split"] == name).to_numpy()
         target = np.log(manifest.loc[rows, bands].to_numpy())
         # the extra channel rides with depth: SceneEncoder appends that after normalising RGB
-        depth = torch.stack([i["depth"] for i in items])
+        depth = torch.stack([pairs.depth(i) for i in range(len(pairs))])
         if unshuffle:
             depth = torch.nn.functional.avg_pool2d(depth, 2)
         if maps is not None:
             depth = torch.cat([depth, maps[np.flatnonzero(rows)]], dim=1)
-        return torch.stack([i["image"] for i in items]), depth, torch.tensor(target, dtype=torch.float32)
+        images = torch.stack([pairs.image(i) for i in range(len(pairs))])
+        return images, depth, torch.tensor(target, dtype=torch.float32)
 
     images, depth, target = split("train")
     if train_rooms:
