@@ -87,7 +87,7 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, w
                     train_rooms: int = 0, save_encoder: str = "", image_size: int = 0,
                     report_at: tuple[int, ...] = (), unshuffle: bool = False) -> Iterator[tuple[int, np.ndarray]]:
     """Train the demo's encoder (+ a linear head) on the training split to regress log T60 per
-    octave band; return the test split's predicted single-number T60 (s), ``(n_test,)``. With
+    octave band; yield the test split's predicted single-number T60 (s), ``(n_test,)``. With
     ``with_absorption`` the encoder gets :func:`absorption_maps` as a fifth input channel (beside
     the true depth): how well it would read T60 if it recognised every surface's material.
     ``train_rooms`` > 0 trains on the first that many training rooms only (same test rooms).
@@ -95,10 +95,9 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, w
     ``i2r train --places-weights`` starts from an encoder that already reads T60. ``image_size``:
     the encoder's input side in px (0: the small preset's 64). Yields ``(step, predictions)`` after
     each of ``report_at`` below ``steps`` and after ``steps``, as they come: a learning curve from
-    one run. ``unshuffle``:
-    the images are read at twice ``image_size`` and each 2x2 block of pixels becomes 12 channels
-    of one (pixel unshuffle), so the ResNet works at ``image_size``'s cost but sees every pixel of
-    the larger image (depth is averaged to ``image_size``)."""
+    one run. ``unshuffle``: the images are read at twice ``image_size`` and each 2x2 block of
+    pixels becomes 12 channels of one (pixel unshuffle), so the ResNet works at ``image_size``'s
+    cost but sees every pixel of the larger image (depth is averaged to ``image_size``)."""
     import torch
 
     from i2r.data.datasets import PairedDataset
