@@ -1,6 +1,7 @@
 """survey-build: BS.1770 loudness, stimulus rendering and the folder it writes."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -106,10 +107,10 @@ def test_build_writes_page_stimuli_and_manifest(study):
 
 @pytest.mark.parametrize("edit,words", [
     (lambda t: t.replace("image,", "picture,", 1), "line 1: missing column(s) image"),
-    (lambda t: t.replace("irs/gen1.wav", "irs/absent.wav"), "line 3: column 'generated_ir': no such file"),
-    (lambda t: t.replace("small_room", "small room!"), "line 3: column 'example'"),
+    (lambda t: t.replace("irs/gen1.wav", "irs/absent.wav"), "line 3, column generated_ir: no such file"),
+    (lambda t: t.replace("small_room", "small room!"), "line 3, column example: 'small room!'"),
     (lambda t: t.replace("small_room", "large_room"), "line 3: example 'large_room' already on line 2"),
-    (lambda t: t.replace(",small,", ",sm:all,"), "line 3: column 'scene'"),
+    (lambda t: t.replace(",small,", ",sm:all,"), "line 3, column scene: 'sm:all'"),
 ])
 def test_examples_csv_errors(study, edit, words):
     path = study / "examples.csv"
@@ -124,3 +125,106 @@ def test_cli_build_and_error(study, capsys):
     assert "4 stimuli at -23.0 LUFS" in capsys.readouterr().out
     assert main(["survey-build", str(study / "examples.csv"), "--dry", str(study / "nothing.wav")]) == 2
     assert capsys.readouterr().err.startswith("error: ")
+
+
+@pytest.mark.parametrize("lufs,peak", [
+    (float("-inf"), -1.0), (float("nan"), -1.0), (5.0, -1.0), (-80.0, -1.0),
+    (-23.0, float("nan")), (-23.0, 20.0), (-23.0, 0.5), (-23.0, float("-inf")), (-23.0, -100.0),
+])
+def test_levels_out_of_range_are_refused(study, lufs, peak):
+    with pytest.raises(UserError, match="LUFS|dBFS"):
+        SurveyBuildConfig(str(study / "examples.csv"), str(study / "dry.wav"), target_lufs=lufs, peak_dbfs=peak)
+    with pytest.raises(UserError, match="LUFS|dBFS"):
+        render_stimuli(np.ones(100), 16000, [np.ones(10)], target_lufs=lufs, peak_dbfs=peak)
+
+
+@pytest.mark.parametrize("flag", ["--lufs=-inf", "--lufs=nan", "--peak-dbfs=nan", "--peak-dbfs=20"])
+def test_cli_refuses_bad_levels(study, capsys, flag):
+    args = ["survey-build", str(study / "examples.csv"), "--dry", str(study / "dry.wav"), "--out", str(study / "o"), flag]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and flag.split("=")[0] in err
+    assert not (study / "o" / "audio").exists()
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("peak_dbfs", [0.0, -0.1, -1.0, -3.0])
+def test_render_peak_never_above_ceiling(seed, peak_dbfs):
+    fs = 16000
+    rng = np.random.default_rng(seed)
+    dry = rng.normal(size=fs // 4)
+    irs = [_ir(fs, 0.2 + 0.3 * i, seed * 10 + i, seconds=0.2) for i in range(3)]
+    stimuli, levels = render_stimuli(dry, fs, irs, target_lufs=0.0, peak_dbfs=peak_dbfs)
+    ceiling = 10 ** (peak_dbfs / 20)
+    assert max(np.max(np.abs(s)) for s in stimuli) <= ceiling
+    assert levels["max_peak_dbfs"] <= peak_dbfs + 1e-9 and levels["common_gain_db"] < 0
+
+
+def test_written_stimuli_do_not_clip(study):
+    out = study / "loud"
+    build_survey(SurveyBuildConfig(str(study / "examples.csv"), str(study / "dry.wav"), str(out),
+                                   target_lufs=0.0, peak_dbfs=0.0))
+    for wav in (out / "audio").iterdir():
+        samples, _ = sf.read(wav, dtype="int16")
+        # A sample at the ceiling of 0 dBFS is stored as 32767; more than one such sample means clipping.
+        assert np.sum(np.abs(samples.astype(int)) >= 32767) <= 1
+
+
+def _replace_cell(study, old, new, name="examples.csv"):
+    path = study / name
+    path.write_text(path.read_text().replace(old, new, 1))
+    return path
+
+
+def test_image_cell_must_be_a_readable_image(study):
+    (study / "img" / "notes.png").write_text("not an image\n")
+    path = _replace_cell(study, "img/room1.JPG", "img/notes.png")
+    with pytest.raises(UserError, match=r"examples.csv: line 3, column image: .*notes.png.*not a readable image"):
+        read_examples(path)
+
+
+def test_image_cell_must_be_a_format_browsers_show(study):
+    Image.new("RGB", (32, 24)).save(study / "img" / "scan.png", format="TIFF")
+    path = _replace_cell(study, "img/room1.JPG", "img/scan.png")
+    with pytest.raises(UserError, match=r"line 3, column image: .*scan.png holds TIFF"):
+        read_examples(path)
+
+
+def test_cli_reports_unreadable_image(study, capsys):
+    (study / "img" / "notes.png").write_text("not an image\n")
+    path = _replace_cell(study, "img/room1.JPG", "img/notes.png")
+    assert main(["survey-build", str(path), "--dry", str(study / "dry.wav"), "--out", str(study / "o")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {path}: line 3, column image: ")
+    assert not (study / "o" / "audio").exists()
+
+
+@pytest.fixture
+def flat_study(study):
+    """The study with every file and the CSV in one folder, sub/, so that ../ leaves it."""
+    sub = study / "sub"
+    sub.mkdir()
+    lines = (study / "examples.csv").read_text().splitlines()
+    for cell in {c for line in lines[1:] for c in line.split(",")[:3]}:
+        (sub / Path(cell).name).write_bytes((study / cell).read_bytes())
+    (sub / "examples.csv").write_text("\n".join(lines).replace("img/", "").replace("irs/", "") + "\n")
+    return sub
+
+
+@pytest.mark.parametrize("column,old", [("image", "img/room1.JPG"), ("real_ir", "irs/real1.wav"), ("generated_ir", "irs/gen1.wav")])
+@pytest.mark.parametrize("absolute", [False, True])
+def test_cells_leading_outside_the_csv_folder_are_refused(flat_study, column, old, absolute):
+    assert len(read_examples(flat_study / "examples.csv")) == 2
+    cell = str(flat_study.parent / old) if absolute else f"../{old}"
+    path = _replace_cell(flat_study, Path(old).name, cell)
+    with pytest.raises(UserError, match=rf"examples.csv: line 3, column {column}: .* leads outside"):
+        read_examples(path)
+    assert read_examples(path, allow_outside=True)[1].line == 3  # the explicit opt-in
+
+
+def test_build_refuses_outside_cells_unless_allowed(flat_study):
+    path = _replace_cell(flat_study, "room1.JPG", "../img/room1.JPG")
+    config = SurveyBuildConfig(str(path), str(flat_study.parent / "dry.wav"), str(flat_study / "site"))
+    with pytest.raises(UserError, match="leads outside"):
+        build_survey(config)
+    allowed = SurveyBuildConfig(str(path), str(flat_study.parent / "dry.wav"), str(flat_study / "site"), allow_outside=True)
+    assert len(build_survey(allowed)["stimuli"]) == 4

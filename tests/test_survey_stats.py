@@ -6,6 +6,7 @@ import pytest
 from scipy import stats as sps
 from statsmodels.stats.anova import AnovaRM
 
+from i2r.cli import main
 from i2r.errors import UserError
 from i2r.survey.responses import read_responses
 from i2r.survey.simulate import SimulationConfig, simulate_responses, to_csv
@@ -130,7 +131,7 @@ def test_example_data_analysis_is_consistent(tmp_path):
     assert doc["simulated"] is True
     interaction = doc["anova"]["quality"][2]
     assert (interaction["ddof1"], interaction["ddof2"]) == (3, 90)  # the paper's F(3, 90)
-    assert set(doc["anova"]["match"][0]) == {"effect", "F", "ddof1", "ddof2", "p_unc", "p_gg", "eps", "ng2"}
+    assert set(doc["anova"]["match"][0]) == {"effect", "F", "ddof1", "ddof2", "p_unc", "p_gg", "eps", "ng2", "note"}
     assert len(doc["tost"]) == doc["n_tests"] == 8
     # Bonferroni over all 8 tests and per-participant scene means (2 examples averaged).
     y, _ = participant_means(responses.data, "match", result.scenes)
@@ -162,3 +163,52 @@ def test_long_dataframe_entry_point_averages_replicates(cells):
     pd.testing.assert_frame_equal(ours, rm_anova2(cells, names=("A", "B")))
     with pytest.raises(UserError):
         rm_anova(frame.iloc[1:], dv="y", within=("A", "B"), subject="subject")
+
+
+@pytest.mark.parametrize("bound", [float("inf"), float("-inf"), float("nan"), 0.0, -1.0])
+def test_bound_must_be_positive_and_finite(bound):
+    with pytest.raises(UserError, match="bound"):
+        SurveyStatsConfig(bound=bound)
+
+
+def test_cli_refuses_infinite_bound(tmp_path, capsys):
+    path = tmp_path / "sim.csv"
+    path.write_text(to_csv(simulate_responses(SimulationConfig(seed=3))))
+    assert main(["survey-stats", str(path), "--bound", "inf"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "--bound" in err and err.count("\n") == 1
+
+
+def _constant_csv(tmp_path, n=4, scenes=("a", "b")):
+    lines = ["participant,example,scene,source,quality,match"]
+    lines += [f"p{p},{scene}1,{scene},{source},3,3" for p in range(n) for scene in scenes for source in ("real", "generated")]
+    path = tmp_path / "constant.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_anova_without_residual_variance_is_undefined_not_a_crash(tmp_path):
+    result = analyze_responses(read_responses(_constant_csv(tmp_path)))
+    for table in result.anova.values():
+        assert table[["F", "p_unc", "p_gg", "ng2"]].isna().to_numpy().all()
+        assert table["note"].str.contains("zero error variance").all()
+    row = result.to_json()["anova"]["quality"][0]
+    assert row["F"] is None and row["p_unc"] is None and "zero error variance" in row["note"]
+
+
+def test_identical_participants_give_undefined_f_not_rounding_noise():
+    # Every participant rates the cells alike, so each error term is zero; computed by subtraction,
+    # the interaction's error is a rounding residue that must not turn into a huge F.
+    y = np.tile(np.array([[1.0, 2.3, 4.1], [2.7, 3.9, 1.3]]), (5, 1, 1))
+    table = rm_anova2(y).set_index("effect")
+    assert table["F"].isna().all() and table["ng2"].to_numpy() == pytest.approx(1.0)
+    assert (table["note"] != "").all()
+    normal = rm_anova2(y + np.random.default_rng(0).normal(size=y.shape))
+    assert (normal["note"] == "").all() and normal["F"].notna().all()
+
+
+def test_cli_constant_ratings_report_the_undefined_test(tmp_path, capsys):
+    assert main(["survey-stats", str(_constant_csv(tmp_path)), "--out", str(tmp_path / "out")]) == 0
+    out = capsys.readouterr().out
+    assert "zero error variance" in out and "nan" not in out
+    assert "zero error variance" in (tmp_path / "out" / "report.md").read_text()

@@ -45,6 +45,11 @@ def _num(x, digits: int = 3) -> str:
     return f"{x:.{digits}f}"
 
 
+def _fixed(x: float, width: int, digits: int) -> str:
+    """``x`` right-aligned with ``digits`` decimals, or ``n/a`` where it is undefined (NaN)."""
+    return f"{x:{width}.{digits}f}" if np.isfinite(x) else f"{'n/a':>{width}}"
+
+
 def tost_description(result: SurveyResult) -> str:
     """Which TOST was run, its bound, and the Bonferroni family size."""
     cfg = result.config
@@ -72,6 +77,7 @@ def _anova_blocks(result: SurveyResult) -> list[Block]:
                       _num(r.eps), _num(r.ng2)) for r in anova.itertuples())
         blocks += [paragraph(f"**{rating.capitalize()}**"),
                    table(("Effect", "F", "df1", "df2", "p_unc", "p_gg", "eps", "ng2"), rows)]
+        blocks += [paragraph(f"Note: {r.effect}: {r.note}.") for r in anova.itertuples() if r.note]
     return blocks
 
 
@@ -167,8 +173,10 @@ def summary_text(result: SurveyResult) -> str:
         lines.append(f"RM ANOVA, {rating}:")
         lines.append(f"  {'effect':<16}{'F':>8}{'df':>9}{'p_unc':>9}{'p_gg':>9}{'eps':>7}{'ng2':>7}")
         for r in anova.itertuples():
-            lines.append(f"  {r.effect:<16}{r.F:8.2f}{f'{r.ddof1}, {r.ddof2}':>9}{format_p(r.p_unc):>9}"
-                         f"{format_p(r.p_gg):>9}{r.eps:7.3f}{r.ng2:7.3f}")
+            lines.append(f"  {r.effect:<16}{_fixed(r.F, 8, 2)}{f'{r.ddof1}, {r.ddof2}':>9}{format_p(r.p_unc):>9}"
+                         f"{format_p(r.p_gg):>9}{_fixed(r.eps, 7, 3)}{_fixed(r.ng2, 7, 3)}")
+            if r.note:
+                lines.append(f"    note: {r.note}")
     lines.append("TOST (Table 4): " + tost_description(result))
     lines.append(f"  {'rating':<9}{'scene':<12}{'dof':>5}{'diff':>7}{'p':>9}{'p_bonf':>9}  equivalent")
     for r in result.tost.itertuples():

@@ -14,6 +14,7 @@ On it we run
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -23,9 +24,13 @@ from scipy import stats as sps
 from i2r.errors import UserError
 from i2r.survey.responses import RATINGS, SOURCES, Responses, read_responses
 
-ANOVA_COLUMNS = ["effect", "SS", "ddof1", "ddof2", "MS", "F", "p_unc", "p_gg", "eps", "ng2"]
+ANOVA_COLUMNS = ["effect", "SS", "ddof1", "ddof2", "MS", "F", "p_unc", "p_gg", "eps", "ng2", "note"]
 TOST_COLUMNS = ["rating", "scene", "bound", "dof", "mean_diff", "p", "p_bonf", "equivalent"]
 NORMALTEST_MIN_N = 8
+# An error SS this small relative to the total is rounding residue of the sums, not variance.
+ZERO_SS_RTOL = 1e-12
+NO_ERROR_NOTE = ("F and p undefined: zero error variance (every participant shows this effect identically, "
+                 "e.g. all ratings equal)")
 
 
 @dataclass
@@ -45,8 +50,9 @@ class SurveyStatsConfig:
     def __post_init__(self):
         if self.tost not in ("paired", "unpaired"):
             raise UserError(f"--tost must be paired or unpaired, not {self.tost!r}")
-        if not self.bound > 0:
-            raise UserError(f"the equivalence bound must be positive, not {self.bound}")
+        if not (self.bound > 0 and math.isfinite(self.bound)):
+            raise UserError(f"the equivalence bound (--bound) must be a positive, finite number of rating units, "
+                            f"not {self.bound}")
         if not 0 < self.alpha < 1:
             raise UserError(f"alpha must lie in (0, 1), not {self.alpha}")
 
@@ -70,7 +76,8 @@ class SurveyResult:
 
     def to_json(self) -> dict:
         """The ``survey-stats --format json`` document (DESIGN.md contract, plus extra keys)."""
-        anova = {r: [_row(rec, ("effect", "F", "ddof1", "ddof2", "p_unc", "p_gg", "eps", "ng2")) for rec in df.to_dict("records")]
+        anova = {r: [_row(rec, ("effect", "F", "ddof1", "ddof2", "p_unc", "p_gg", "eps", "ng2", "note"))
+                     for rec in df.to_dict("records")]
                  for r, df in self.anova.items()}
         tost = [_row(rec, ("rating", "scene", "bound", "dof", "p", "p_bonf", "mean_diff", "equivalent"))
                 for rec in self.tost.to_dict("records")]
@@ -148,7 +155,9 @@ def rm_anova2(y: np.ndarray, names: tuple[str, str] = ("source", "scene")) -> pd
     ``names[0]``, ``names[1]``, ``"names[0] * names[1]"`` and the columns
     ``effect, SS, ddof1, ddof2, MS, F, p_unc, p_gg, eps, ng2``; ``ng2`` is the generalised eta
     squared for an all-within design, ``SS_effect / (SS_effect + SS_subjects + all error SS)``
-    (Olejnik & Algina 2003, Table 2; Bakeman 2005).
+    (Olejnik & Algina 2003, Table 2; Bakeman 2005). An effect whose error term is zero (e.g. all
+    ratings equal) has NaN ``F`` and p-values and says so in ``note``; ``ng2`` is NaN when there
+    is no variance at all.
     """
     y = np.asarray(y, dtype=float)
     n, a, b = y.shape
@@ -175,20 +184,28 @@ def rm_anova2(y: np.ndarray, names: tuple[str, str] = ("source", "scene")) -> pd
         "b": np.kron(np.full((a, a), 1.0 / a), _centering(b)),
         "ab": np.kron(_centering(a), _centering(b)),
     }
+    zero = ZERO_SS_RTOL * _sum_sq(y - grand)
+    err = {key: value if value > zero else 0.0 for key, value in err.items()}
     flat = y.reshape(n, a * b)
     error_total = ss_s + sum(err.values())
     rows = []
     for key, effect in (("a", names[0]), ("b", names[1]), ("ab", f"{names[0]} * {names[1]}")):
         df1, df2 = dfs[key], dfs[key] * (n - 1)
-        f = (ss[key] / df1) / (err[key] / df2) if err[key] > 0 else float("nan")
+        testable = err[key] > 0
+        f = (ss[key] / df1) / (err[key] / df2) if testable else float("nan")
         eps = gg_epsilon(flat, projectors[key], df1)
         rows.append({
             "effect": effect, "SS": ss[key], "ddof1": df1, "ddof2": df2, "MS": ss[key] / df1, "F": f,
             "p_unc": float(sps.f.sf(f, df1, df2)),
             "p_gg": float(sps.f.sf(f, df1 * eps, df2 * eps)),
-            "eps": eps, "ng2": ss[key] / (ss[key] + error_total),
+            "eps": eps, "ng2": _ratio(ss[key], ss[key] + error_total),
+            "note": "" if testable else NO_ERROR_NOTE,
         })
     return pd.DataFrame(rows, columns=ANOVA_COLUMNS)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else float("nan")
 
 
 def rm_anova(data: pd.DataFrame, dv: str, within: tuple[str, str], subject: str) -> pd.DataFrame:

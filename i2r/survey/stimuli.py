@@ -1,13 +1,13 @@
 """Building a listening test: stimuli (dry signal * IR, loudness-matched, peak-safe) and the web page.
 
 ``build_survey`` reads a CSV of examples (``image, real_ir, generated_ir, scene`` and optionally
-``example``; paths relative to the CSV), convolves the dry signal with every IR (FFT convolution),
-matches every stimulus to the same ITU-R BS.1770-4 integrated loudness, applies one common gain so
-that no stimulus peaks above the limit (the loudness match survives), and writes into the output
-folder: ``audio/*.wav`` (16-bit), ``images/*``, the page (``index.html``, ``survey.js``,
-``survey.css`` from the repository's ``survey/`` folder), ``stimuli.js`` (the stimulus list the page
-reads; a script, not JSON, so the page works from ``file://`` without a server) and
-``stimuli.json`` (the same plus the levels, for the record).
+``example``; paths relative to the CSV and inside its folder; images that browsers show), convolves
+the dry signal with every IR (FFT convolution), matches every stimulus to the same ITU-R BS.1770-4
+integrated loudness, applies one common gain so that no stimulus peaks above the limit (the loudness
+match survives), and writes into the output folder: ``audio/*.wav`` (16-bit), ``images/*``, the page
+(``index.html``, ``survey.js``, ``survey.css`` from the repository's ``survey/`` folder),
+``stimuli.js`` (the stimulus list the page reads; a script, not JSON, so the page works from
+``file://`` without a server) and ``stimuli.json`` (the same plus the levels, for the record).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import numpy as np
 from scipy.signal import fftconvolve
 
 from i2r.audio import load_audio, resample, save_wav, to_mono
+from i2r.data.images import open_image
+from i2r.data.manifest import _resolve as resolve_cell
 from i2r.errors import UserError
 from i2r.files import atomic_write_text
 from i2r.survey.loudness import integrated_loudness
@@ -32,6 +34,11 @@ PAGE_DIR = Path(__file__).resolve().parents[2] / "survey"
 PAGE_FILES = ("index.html", "survey.js", "survey.css")
 EXAMPLE_COLUMNS = ("image", "real_ir", "generated_ir", "scene")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+WEB_IMAGE_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF")  # what Pillow calls the formats browsers show
+# Below -70 LUFS BS.1770 gates everything out; above 0 LUFS no signal fits under 0 dBFS.
+LUFS_RANGE = (-70.0, 0.0)
+# A ceiling above 0 dBFS clips the 16-bit files; far below it the stimuli drown in quantisation noise.
+PEAK_DBFS_RANGE = (-60.0, 0.0)
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,59}$")
 SCREENING = {
     "question": "Which of these spaces would normally have the longest reverberation time?",
@@ -46,7 +53,8 @@ class SurveyBuildConfig:
 
     ``target_lufs``: common integrated loudness (BS.1770-4) of all stimuli. ``peak_dbfs``: the
     sample-peak ceiling; when a stimulus would exceed it, all stimuli get the same extra gain.
-    ``attention``: the (quality, match) that each attention check instructs.
+    ``attention``: the (quality, match) that each attention check instructs. ``allow_outside``:
+    let the CSV's paths lead outside its folder (their files end up in a site meant to be published).
     """
 
     examples_csv: str
@@ -57,6 +65,20 @@ class SurveyBuildConfig:
     peak_dbfs: float = -1.0
     attention: tuple = ((2, 4), (5, 1))
     screening: dict = field(default_factory=lambda: dict(SCREENING))
+    allow_outside: bool = False
+
+    def __post_init__(self):
+        check_levels(self.target_lufs, self.peak_dbfs)
+
+
+def check_levels(target_lufs: float, peak_dbfs: float) -> None:
+    """Raise :class:`UserError` unless the loudness target and the peak ceiling lie in their ranges (NaN does not)."""
+    if not LUFS_RANGE[0] <= target_lufs <= LUFS_RANGE[1]:
+        raise UserError(f"the target loudness (--lufs) must lie in {LUFS_RANGE[0]:g} to {LUFS_RANGE[1]:g} LUFS, "
+                        f"not {target_lufs}")
+    if not PEAK_DBFS_RANGE[0] <= peak_dbfs <= PEAK_DBFS_RANGE[1]:
+        raise UserError(f"the peak ceiling (--peak-dbfs) must lie in {PEAK_DBFS_RANGE[0]:g} to "
+                        f"{PEAK_DBFS_RANGE[1]:g} dBFS, not {peak_dbfs}")
 
 
 @dataclass
@@ -70,24 +92,44 @@ class Example:
     line: int
 
 
-def _name(path: Path, line: int, column: str, value: str) -> str:
+def _name(where: str, column: str, value: str) -> str:
     if not _NAME_RE.match(value):
-        raise UserError(f"{path}: line {line}: column {column!r}: {value!r} must be 1-60 letters, digits, "
+        raise UserError(f"{where}, column {column}: {value!r} must be 1-60 letters, digits, "
                         "'_', '.' or '-' (it becomes a CSV cell and a file name)")
     return value
 
 
-def _existing(path: Path, line: int, column: str, value: str) -> Path:
+def _existing(path: Path, where: str, column: str, value: str, allow_outside: bool) -> Path:
     if not value:
-        raise UserError(f"{path}: line {line}: column {column!r} is empty")
-    target = (path.parent / value).resolve()
+        raise UserError(f"{where}, column {column} is empty")
+    target = resolve_cell(value, path.parent, allow_outside, where, column)
     if not target.is_file():
-        raise UserError(f"{path}: line {line}: column {column!r}: no such file {target}")
+        raise UserError(f"{where}, column {column}: no such file {target}")
     return target
 
 
-def read_examples(path: str | Path) -> list[Example]:
-    """Read the examples CSV: ``image, real_ir, generated_ir, scene[, example]``, paths relative to it."""
+def _web_image(path: Path, where: str, value: str, allow_outside: bool) -> Path:
+    """The image cell's file, checked to decode as a format that the survey page can show."""
+    image = _existing(path, where, "image", value, allow_outside)
+    if image.suffix.lower() not in IMAGE_SUFFIXES:
+        raise UserError(f"{where}, column image: {image.name} is not one of {', '.join(IMAGE_SUFFIXES)}")
+    try:
+        with open_image(image) as decoded:
+            kind = decoded.format
+    except UserError as exc:
+        raise UserError(f"{where}, column image: {exc}") from None
+    if kind not in WEB_IMAGE_FORMATS:
+        raise UserError(f"{where}, column image: {image} holds {kind}, which browsers do not show "
+                        f"(use {', '.join(IMAGE_SUFFIXES)})")
+    return image
+
+
+def read_examples(path: str | Path, allow_outside: bool = False) -> list[Example]:
+    """Read the examples CSV: ``image, real_ir, generated_ir, scene[, example]``, paths relative to it.
+
+    A path leading outside the CSV's folder is refused unless ``allow_outside`` is set: the files
+    are copied into a site meant to be published, so a downloaded CSV must not pick them.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such file")
@@ -101,17 +143,16 @@ def read_examples(path: str | Path) -> list[Example]:
         examples, seen = [], {}
         for rec in reader:
             line = reader.line_num
+            where = f"{path}: line {line}"
             rec = {k: (v or "").strip() for k, v in rec.items() if k}
-            image = _existing(path, line, "image", rec["image"])
-            if image.suffix.lower() not in IMAGE_SUFFIXES:
-                raise UserError(f"{path}: line {line}: image {image.name} is not one of {', '.join(IMAGE_SUFFIXES)}")
-            name = _name(path, line, "example", rec.get("example") or image.stem)
+            image = _web_image(path, where, rec["image"], allow_outside)
+            name = _name(where, "example", rec.get("example") or image.stem)
             if name in seen:
-                raise UserError(f"{path}: line {line}: example {name!r} already on line {seen[name]}")
+                raise UserError(f"{where}: example {name!r} already on line {seen[name]}")
             seen[name] = line
-            irs = {"real": _existing(path, line, "real_ir", rec["real_ir"]),
-                   "generated": _existing(path, line, "generated_ir", rec["generated_ir"])}
-            examples.append(Example(name, _name(path, line, "scene", rec["scene"]), image, irs, line))
+            irs = {source: _existing(path, where, f"{source}_ir", rec[f"{source}_ir"], allow_outside)
+                   for source in ("real", "generated")}
+            examples.append(Example(name, _name(where, "scene", rec["scene"]), image, irs, line))
     if not examples:
         raise UserError(f"{path}: no examples")
     return examples
@@ -130,16 +171,29 @@ def render_stimuli(dry: np.ndarray, fs: int, irs: list[np.ndarray], target_lufs:
     loudest sample of any stimulus exceeds ``peak_dbfs``, one common gain brings it down for all,
     so the stimuli stay equally loud. Returns the stimuli and a record of the levels.
     """
+    check_levels(target_lufs, peak_dbfs)
     wet = [fftconvolve(dry, ir) for ir in irs]
     loudness = [integrated_loudness(w, fs) for w in wet]
     matched = [w * 10 ** ((target_lufs - lk) / 20) for w, lk in zip(wet, loudness)]
-    peak = max(float(np.max(np.abs(m))) for m in matched)
     ceiling = 10 ** (peak_dbfs / 20)
-    common_db = min(0.0, 20 * np.log10(ceiling / peak))
-    gain = 10 ** (common_db / 20)
+    gain = _common_gain(max(float(np.max(np.abs(m))) for m in matched), ceiling)
+    stimuli = [m * gain for m in matched]
+    final_peak = max(float(np.max(np.abs(s))) for s in stimuli)
+    if not final_peak <= ceiling:
+        raise RuntimeError(f"internal error: the stimuli peak at {final_peak!r}, above the ceiling {ceiling!r}")
+    common_db = 20 * np.log10(gain)
     record = {"loudness_before_lufs": loudness, "common_gain_db": common_db,
-              "loudness_lufs": target_lufs + common_db, "max_peak_dbfs": 20 * np.log10(peak * gain)}
-    return [m * gain for m in matched], record
+              "loudness_lufs": target_lufs + common_db, "max_peak_dbfs": 20 * np.log10(final_peak)}
+    return stimuli, record
+
+
+def _common_gain(peak: float, ceiling: float) -> float:
+    """The gain (at most 1) that brings ``peak`` to at most ``ceiling``."""
+    gain = min(1.0, ceiling / peak)
+    # ceiling / peak * peak can round one ulp above the ceiling; step down until it does not.
+    while peak * gain > ceiling:
+        gain = float(np.nextafter(gain, 0.0))
+    return gain
 
 
 def _stimulus_id(salt: str, example: str, source: str) -> str:
@@ -165,7 +219,7 @@ def _make_readable(out: Path, manifest: dict) -> None:
 
 def build_survey(config: SurveyBuildConfig) -> dict:
     """Build the stimuli and the page into ``config.out``; return the manifest written there."""
-    examples = read_examples(config.examples_csv)
+    examples = read_examples(config.examples_csv, config.allow_outside)
     dry, fs = _mono_at(Path(config.dry), None)
     out = Path(config.out)
     pairs = [(ex, source) for ex in examples for source in ("real", "generated")]

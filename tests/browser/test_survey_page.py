@@ -43,8 +43,13 @@ def site(tmp_path_factory):
     root = tmp_path_factory.mktemp("survey")
     speech, fs = sf.read(DATA / "dry" / "cmu_arctic_us_aew_a0001_speech.wav")
     sf.write(root / "dry.wav", speech[: int(0.8 * fs)], fs)
+    # survey-build refuses paths that leave the CSV's folder, so the files sit next to it.
+    for img, real, gen, *_ in EXAMPLES:
+        shutil.copyfile(DATA / "images" / img, root / img)
+        for ir in (real, gen):
+            shutil.copyfile(DATA / "irs" / ir, root / ir)
     lines = ["image,real_ir,generated_ir,scene,example"]
-    lines += [f"{DATA}/images/{img},{DATA}/irs/{real},{DATA}/irs/{gen},{scene},{name}" for img, real, gen, scene, name in EXAMPLES]
+    lines += [",".join(example) for example in EXAMPLES]
     (root / "examples.csv").write_text("\n".join(lines) + "\n")
     out = root / "site"
     assert main(["survey-build", str(root / "examples.csv"), "--dry", str(root / "dry.wav"), "--out", str(out)]) == 0
