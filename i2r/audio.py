@@ -55,7 +55,32 @@ def load_audio(path: str | os.PathLike) -> Audio:
         raise UserError(f"{path}: the file holds no samples")
     if not np.all(np.isfinite(data)):
         raise UserError(f"{path}: the file holds NaN or infinite samples")
+    missing = _wav_bytes_missing(path)
+    if missing:
+        # libsndfile reads a cut-off WAV without complaint; an IR without its tail would be
+        # measured as if it had decayed
+        raise UserError(f"{path}: truncated WAV: its header promises {missing:,} bytes of samples more than the file holds")
     return Audio(samples=np.ascontiguousarray(data.T), fs=int(fs), path=str(path))
+
+
+def _wav_bytes_missing(path: Path) -> int:
+    """How many bytes of the ``data`` chunk a RIFF/WAVE file's header declares beyond the end
+    of the file (0 for other formats, whole files, and the sizes 0 and 0xFFFFFFFF that streaming
+    writers leave when they cannot seek back)."""
+    with open(path, "rb") as handle:
+        if handle.read(12)[8:12] != b"WAVE":
+            return 0
+        size = os.fstat(handle.fileno()).st_size
+        while True:
+            header = handle.read(8)
+            if len(header) < 8:
+                return 0
+            chunk_id, chunk_size = header[:4], int.from_bytes(header[4:], "little")
+            if chunk_id == b"data":
+                if chunk_size in (0, 0xFFFFFFFF):
+                    return 0
+                return max(0, handle.tell() + chunk_size - size)
+            handle.seek(chunk_size + chunk_size % 2, os.SEEK_CUR)  # chunks are word-aligned
 
 
 def to_mono(samples: np.ndarray) -> tuple[np.ndarray, str]:

@@ -116,7 +116,14 @@ def load_model(path: str | os.PathLike, device="cpu", preset: str | None = None)
     if preset is not None and saved_preset != preset:
         raise UserError(f"{path}: checkpoint was trained with preset {saved_preset!r}, expected {preset!r}")
     model = Image2Reverb(ModelConfig.from_dict(checkpoint["model_config"], source=str(path)))
-    load_strict(model, checkpoint["model"] | checkpoint.get("ema", {}), str(path))
+    state = checkpoint["model"] | checkpoint.get("ema", {})
+    load_strict(model, state, str(path))
+    # weights of a diverged run would generate NaN audio that looks like a result
+    poisoned = [key for key, value in state.items()
+                if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()]
+    if poisoned:
+        raise UserError(f"{path}: {len(poisoned)} weight tensors hold NaN or infinite values (first: {poisoned[0]}); "
+                        f"the run that wrote it diverged")
     norm = SpectrogramNorm.from_dict(checkpoint["spec_norm"])
     return model.to(device).eval(), norm, checkpoint
 

@@ -140,3 +140,12 @@ def test_load_model_names_missing_entries(tmp_path):
     save_checkpoint({"step": 1}, tmp_path / "m.pt")
     with pytest.raises(UserError, match="lacks model_config, model, spec_norm"):
         load_model(tmp_path / "m.pt", "cpu")
+
+
+def test_load_model_refuses_weights_of_a_diverged_run(tmp_path):
+    _tiny_checkpoint(tmp_path / "m.pt")
+    checkpoint = torch.load(tmp_path / "m.pt", weights_only=True)
+    checkpoint["model"]["generator.output.weight"][0] = float("nan")
+    torch.save(checkpoint, tmp_path / "m.pt")
+    with pytest.raises(UserError, match="1 weight tensors hold NaN .*generator.output.weight"):
+        load_model(tmp_path / "m.pt", "cpu")

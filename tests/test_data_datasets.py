@@ -127,11 +127,14 @@ def test_bad_files_are_skipped_and_counted(manifest_set):
     _ir(manifest_set / "irs" / "3.wav")
     rows.append(["images/1.png", "irs/3.wav", "train", "ok"])
     rows.append(["images/0.png", "irs/3.wav", "train", "corrupt image again"])
+    # a good image in the IR column: it passed as an image, and must still be checked as audio
+    rows.append(["images/1.png", "images/1.png", "train", "columns crossed"])
     _manifest(manifest_set, rows)
     dataset = PairedDataset(manifest_set, "train", resolution=64, image_size=16)
     assert len(dataset) == 1 and dataset[0]["scene"] == "ok"
     reasons = dict(dataset.skipped)
-    assert len(dataset.skipped) == 4
+    assert len(dataset.skipped) == 5
+    assert "audio" in reasons[str(manifest_set / "images" / "1.png")]
     assert "not a readable image" in reasons[str(manifest_set / "images" / "0.png")]
     assert "silent" in reasons[str(manifest_set / "irs" / "1.wav")]
     assert "smaller than" in reasons[str(manifest_set / "images" / "2.png")]

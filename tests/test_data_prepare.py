@@ -99,3 +99,21 @@ def test_prepare_cli_reports_and_fails_cleanly(tmp_path, capsys):
     assert "broken.wav" in captured.err
     assert main(["prepare", str(tmp_path / "missing"), "--out", str(tmp_path / "o2")]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+@pytest.mark.parametrize("option, value", [("--pitch", "nan"), ("--pitch", "500"), ("--image-size", "100000"),
+                                           ("--equirect-views", "100000")])
+def test_prepare_refuses_out_of_range_settings_in_one_line(tmp_path, capsys, option, value):
+    raw = _raw_set(tmp_path / "raw")
+    assert main(["prepare", str(raw), "--out", str(tmp_path / "o"), option, value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {option} must") and err.count("\n") == 1
+
+
+def test_prepare_with_no_usable_pair_is_an_error_not_an_empty_success(tmp_path, capsys):
+    raw = _raw_set(tmp_path / "raw")
+    rows = raw.read_text().splitlines()
+    raw.write_text("\n".join([rows[0], *(r for r in rows[1:] if "broken" in r)]) + "\n")
+    assert main(["prepare", str(raw), "--out", str(tmp_path / "o"), "--image-size", "16"]) == 2
+    err = capsys.readouterr().err
+    assert "broken.wav" in err and err.splitlines()[-1].startswith(f"error: {raw}: no usable pairs")

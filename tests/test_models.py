@@ -150,6 +150,12 @@ def test_resolution_must_be_a_power_of_two_in_range():
             ModelConfig(resolution=bad)
 
 
+def test_the_depth_network_needs_images_of_64_px():
+    with pytest.raises(UserError, match="depth network needs image_size of at least 64"):
+        ModelConfig(resolution=32, image_size=32)
+    assert ModelConfig(resolution=32, image_size=32, depth_mode="none").image_size == 32
+
+
 def _tiny_config(depth_mode="auto"):
     return ModelConfig(name="tiny", resolution=32, encoder_arch="resnet18", image_size=64, depth_mode=depth_mode,
                        g_fmap_base=256, g_fmap_max=16, d_fmap_base=256, d_fmap_max=16)

@@ -1,5 +1,7 @@
 """Pretrained-weight loaders on state dicts saved in the published formats (strict, round trip)."""
 
+import warnings
+
 import pytest
 import torch
 
@@ -49,6 +51,12 @@ def test_places365_errors_name_the_problem(tmp_path):
     (tmp_path / "junk.pth.tar").write_bytes(b"not a torch file")
     with pytest.raises(UserError, match="junk.pth.tar: not a readable"):
         load_places365(tmp_path / "junk.pth.tar")
+    # text that torch's legacy reader takes for a pickle: a bare KeyError and a warning, before
+    (tmp_path / "notes.pth.tar").write_text("hello text")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(UserError, match="notes.pth.tar: not a readable PyTorch weights file"):
+            load_places365(tmp_path / "notes.pth.tar")
     torch.save({"weights": {}}, tmp_path / "flat.pth")
     with pytest.raises(UserError, match="'state_dict'"):
         load_places365(tmp_path / "flat.pth")

@@ -266,6 +266,14 @@ def test_user_mistakes_raise_user_error(tmp_path):
         generate(SynthConfig(n=0, out=str(tmp_path / "x")), progress=False)
     with pytest.raises(UserError, match="--split"):
         generate(SynthConfig(n=1, out=str(tmp_path / "x"), split=(0.5, 0.5)), progress=False)
+    with pytest.raises(UserError, match="--seed"):
+        generate(SynthConfig(n=1, out=str(tmp_path / "x"), seed=-1), progress=False)
+    with pytest.raises(UserError, match="--image-size must be 32 to 4096"):
+        generate(SynthConfig(n=1, out=str(tmp_path / "x"), image_size=100_000), progress=False)
+    # a set that cannot fit on the disk is refused before the first scene, not when the disk is full
+    with pytest.raises(UserError, match="10,000,000,000 more scenes need about"):
+        generate(SynthConfig(n=10**10, out=str(tmp_path / "x")), progress=False)
+    assert not (tmp_path / "x" / "manifest.csv").exists()
 
 
 def test_cli_writes_a_set_and_reports_mistakes_in_one_line(tmp_path, capsys):

@@ -62,23 +62,25 @@ def _check_files(records: list[PairRecord], image_size: int) -> tuple[list[PairR
     """Open every image, depth map and IR once; split records into usable ones and (path, reason)."""
     from tqdm import tqdm
 
-    verdict: dict[Path, str] = {}
+    # keyed by role too: a file that opens as an image is no IR (a manifest may cross the columns)
+    verdict: dict[tuple[str, Path], str] = {}
 
-    def problem(path: Path, check) -> str:
-        if path not in verdict:
+    def problem(role: str, path: Path, check) -> str:
+        if (role, path) not in verdict:
             try:
                 check(path)
-                verdict[path] = ""
+                verdict[role, path] = ""
             except UserError as exc:
-                verdict[path] = str(exc).removeprefix(f"{path}: ") or "unreadable"
-        return verdict[path]
+                verdict[role, path] = str(exc).removeprefix(f"{path}: ") or "unreadable"
+        return verdict[role, path]
 
     usable, skipped = [], {}
     for record in tqdm(records, desc="checking files", unit="pair", leave=False, disable=len(records) < 200):
-        checks = [(record.image_path, lambda p: open_image(p, draft_size=image_size)), (record.ir_path, load_ir)]
+        checks = [("image", record.image_path, lambda p: open_image(p, draft_size=image_size)),
+                  ("ir", record.ir_path, load_ir)]
         if record.depth_path is not None:
-            checks.append((record.depth_path, lambda p: depth_array(open_image(p), p)))
-        bad = {str(path): reason for path, check in checks if (reason := problem(path, check))}
+            checks.append(("depth", record.depth_path, lambda p: depth_array(open_image(p), p)))
+        bad = {str(path): reason for role, path, check in checks if (reason := problem(role, path, check))}
         if bad:
             skipped.update(bad)  # a file shared by many pairs is listed once
         else:

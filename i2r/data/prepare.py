@@ -55,12 +55,15 @@ class PrepareConfig:
     def __post_init__(self):
         if self.layout not in LAYOUTS:
             raise UserError(f"--layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
-        if self.image_size < 16:
-            raise UserError(f"--image-size must be at least 16 px, got {self.image_size}")
-        if self.equirect_views < 0:
-            raise UserError(f"--equirect-views must be >= 0, got {self.equirect_views}")
+        # the paper's model reads 224 px; a side far beyond any preset is a typo that would hang
+        if not 16 <= self.image_size <= 4096:
+            raise UserError(f"--image-size must be 16 to 4096 px, got {self.image_size}")
+        if not 0 <= self.equirect_views <= 360:
+            raise UserError(f"--equirect-views must be 0 to 360 (views 1 degree apart), got {self.equirect_views}")
         if not 0.0 < self.fov_deg < 180.0:
             raise UserError(f"--fov must lie between 0 and 180 degrees, got {self.fov_deg}")
+        if not -90.0 <= self.pitch_deg <= 90.0:
+            raise UserError(f"--pitch must lie between -90 and 90 degrees, got {self.pitch_deg}")
 
     def settings(self) -> dict:
         """What decides the output files' content (paths excluded)."""

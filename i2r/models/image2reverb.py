@@ -64,6 +64,9 @@ class ModelConfig:
         if not 0 < self.n_features < self.latent_dim:
             raise UserError(f"model config: need 0 < n_features < latent_dim, got {self.n_features}, {self.latent_dim}")
         parse_depth_mode(self.depth_mode)
+        if self.depth_mode != "none" and self.image_size < 64:
+            # Monodepth2's deepest features are 1/32 of the image and its decoder reflection-pads them
+            raise UserError(f"model config: the depth network needs image_size of at least 64, got {self.image_size}")
 
     @classmethod
     def preset(cls, name: str) -> "ModelConfig":

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -35,9 +36,14 @@ def read_weights(path: str | os.PathLike) -> dict:
     if not path.is_file():
         raise UserError(f"{path}: no such weights file")
     try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise UserError(f"{path}: not a readable PyTorch weights file ({str(exc).splitlines()[0]})") from None
+        # the published files predate torch's zip format; on a file that is neither, torch's legacy
+        # reader warns about pickle protocols and fails with a bare KeyError
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError, OSError, KeyError) as exc:
+        detail = "not written by torch.save" if isinstance(exc, KeyError) else (str(exc).splitlines() or [""])[0]
+        raise UserError(f"{path}: not a readable PyTorch weights file ({detail})") from None
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a dict of tensors, found {type(data).__name__}")
     return data
