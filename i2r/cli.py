@@ -13,6 +13,7 @@ import sys
 
 from i2r import __version__
 from i2r.errors import UserError
+from i2r.files import writable_dir, writable_file
 
 
 class _Parser(argparse.ArgumentParser):
@@ -79,6 +80,11 @@ def _run_analyze(args) -> int:
     config = AnalyzeConfig(bands=args.bands, format=args.format, jobs=args.jobs, chunk_size=args.batch_size,
                            plot_dir=args.plot, out=args.out, resume=args.resume,
                            progress=not args.quiet and sys.stderr.isatty())
+    # checked before any file is measured, so that a typo costs nothing
+    if args.out:
+        writable_file(args.out, "--out")
+    if args.plot:
+        writable_dir(args.plot, "--plot")
     summary = run_analysis(args.inputs, config)
     if summary.failed or summary.skipped or summary.analysed > 1:
         sys.stderr.write(f"analyze: {summary.analysed} analysed, {summary.failed} failed, "
@@ -116,6 +122,8 @@ def _run_survey_stats(args) -> int:
     from i2r.survey.stats import SurveyStatsConfig, analyze_csv
 
     config = SurveyStatsConfig(tost=args.tost, bound=args.bound, layout=args.layout)
+    if args.out:  # after the config: a bad option leaves no folder behind
+        writable_dir(args.out, "--out")
     result = analyze_csv(args.responses, config)
     if args.out:
         paths = write_outputs(result, args.out)
@@ -140,6 +148,8 @@ def _add_survey_build(sub):
     p.add_argument("--title", default="Reverb listening test", help="page title")
     p.add_argument("--lufs", type=float, default=-23.0, help="target integrated loudness in LUFS (default: -23)")
     p.add_argument("--peak-dbfs", type=float, default=-1.0, help="sample-peak ceiling in dBFS (default: -1)")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let the CSV's paths point outside its folder (their files are copied into the site)")
     p.set_defaults(func=_run_survey_build)
 
 
@@ -147,7 +157,8 @@ def _run_survey_build(args) -> int:
     from i2r.survey.stimuli import SurveyBuildConfig, build_survey
 
     config = SurveyBuildConfig(examples_csv=args.examples, dry=args.dry, out=args.out, title=args.title,
-                               target_lufs=args.lufs, peak_dbfs=args.peak_dbfs)
+                               target_lufs=args.lufs, peak_dbfs=args.peak_dbfs, allow_outside=args.allow_outside)
+    writable_dir(args.out, "--out")
     manifest = build_survey(config)
     levels = manifest["levels"]
     sys.stdout.write(f"{len(manifest['stimuli'])} stimuli at {levels['loudness_lufs']:.1f} LUFS "
@@ -226,7 +237,9 @@ def _run_train(args) -> int:
 
     from i2r.train import TrainConfig, train
 
-    summary = train(_config(args, TrainConfig))
+    config = _config(args, TrainConfig)
+    writable_dir(args.out, "--out")
+    summary = train(config)
     if summary["rank"] == 0:
         sys.stdout.write(json.dumps(summary) + "\n")
     return 0
@@ -271,7 +284,9 @@ def _run_eval(args) -> int:
 
     from i2r.evaluate import EvalConfig, evaluate
 
-    metrics = evaluate(_config(args, EvalConfig))
+    config = _config(args, EvalConfig)
+    writable_dir(args.out, "--out")
+    metrics = evaluate(config)
     if metrics is None:
         return 0
     if args.format == "json":
@@ -321,6 +336,8 @@ def _add_report(sub):
 def _run_report(args) -> int:
     from i2r.analysis.ablations import load_protocol, run_ablations
 
+    if args.out:
+        writable_dir(args.out, "--out")
     result = run_ablations(load_protocol(args.ablations), train_missing=args.train, out=args.out, device=args.device)
     sys.stdout.write(f"report: {result['report']['markdown']}\n")
     return 0
@@ -395,7 +412,11 @@ def _run_demo(args) -> int:
 
     from i2r.demo import DemoConfig, run_demo
 
-    summary = run_demo(_config(args, DemoConfig))
+    config = _config(args, DemoConfig)
+    writable_dir(args.out, "--out")
+    if args.cache:
+        writable_dir(args.cache, "--cache")
+    summary = run_demo(config)
     if args.format == "json":
         sys.stdout.write(json.dumps(summary) + "\n")
         return 0
@@ -413,7 +434,8 @@ def _add_generate(sub):
         "For each image write OUT/<stem>.wav (mono, 22,050 Hz, 5.94 s, peak 1), OUT/<stem>_spectrogram.png\n"
         "and OUT/<stem>_depth.png; with --apply DRY.wav also OUT/<stem>_<dry stem>_wet.wav (FFT convolution,\n"
         "scaled to the dry signal's peak or below, never clipped). Images are batched; folders are searched\n"
-        "for images; unreadable images are reported, skipped and counted. OUT/generate.json records the run.\n\n"
+        "for images; unreadable images are reported, skipped and counted. OUT/generate.json records the run.\n"
+        "Exit status: 0 if every image gave an IR; 2 if any could not be read (each gets an `error:` line).\n\n"
         "  i2r generate photo.jpg --checkpoint RUN/last.pt --out generated/\n"
         "  i2r generate photos/ --checkpoint RUN/last.pt --out generated/ --depth 0.5 --apply speech.wav",
     )
@@ -439,9 +461,11 @@ def _add_generate(sub):
 def _run_generate(args) -> int:
     from i2r.inference import GenerateConfig, generate_files
 
-    summary = generate_files(_config(args, GenerateConfig), progress=True)
+    config = _config(args, GenerateConfig)
+    writable_dir(args.out, "--out")
+    summary = generate_files(config, progress=True)
     sys.stdout.write(f"{len(summary.written)} IRs written to {args.out}/; {len(summary.skipped)} images skipped\n")
-    return 0
+    return 2 if summary.skipped else 0
 
 
 def _add_prepare(sub):
@@ -474,11 +498,16 @@ def _add_prepare(sub):
 def _run_prepare(args) -> int:
     from i2r.data.prepare import PrepareConfig, prepare_dataset
 
-    summary = prepare_dataset(PrepareConfig(
-        raw=args.raw, out=args.out, image_size=args.image_size, layout=args.layout, equirect_views=args.equirect_views,
-        fov_deg=args.fov, pitch_deg=args.pitch, allow_outside=args.allow_outside))
+    config = PrepareConfig(raw=args.raw, out=args.out, image_size=args.image_size, layout=args.layout,
+                           equirect_views=args.equirect_views, fov_deg=args.fov, pitch_deg=args.pitch,
+                           allow_outside=args.allow_outside)
+    writable_dir(args.out, "--out")
+    summary = prepare_dataset(config)
     for path, reason in summary.bad:
         sys.stderr.write(f"skipped {path}: {reason}\n")
+    if not summary.pairs:
+        raise UserError(f"{args.raw}: no usable pairs ({len(summary.bad)} bad files, {summary.skipped_pairs} pairs "
+                        f"skipped)")
     sys.stdout.write(f"{summary.manifest}: {summary.pairs} pairs ({summary.written} files written, {summary.reused} "
                      f"kept); {len(summary.bad)} bad files, {summary.skipped_pairs} pairs skipped\n")
     return 0
@@ -515,6 +544,7 @@ def _run_tsne_grid(args) -> int:
 
     if args.thumb < 1 or args.perplexity <= 0 or args.iterations < 2 or args.jobs < 1:
         raise UserError("--thumb, --perplexity, --jobs must be positive and --iterations at least 2")
+    writable_dir(args.out, "--out")
     config = TsneGridConfig(perplexity=args.perplexity, seed=args.seed, thumb=args.thumb, method=args.method,
                             n_jobs=args.jobs, iterations=args.iterations, features_csv=args.features)
     result = run_tsne_grid(args.results_dir, args.out, config)
@@ -550,6 +580,7 @@ def _add_gradcam(sub):
 def _run_gradcam(args) -> int:
     from i2r.analysis.gradcam import GradCamConfig, run_gradcam
 
+    writable_dir(args.out, "--out")
     rows = run_gradcam(args.images, GradCamConfig(checkpoint=args.checkpoint, pretrained=args.pretrained,
                                                   feature=args.feature, out=args.out, device=args.device))
     for row in rows:
@@ -580,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for add in COMMANDS:
         add(sub)
+    parser.commands = list(sub.choices)
     return parser
 
 
@@ -587,7 +619,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help(sys.stderr)
+        sys.stderr.write(f"error: give a command, one of {', '.join(parser.commands)} (see `i2r --help`)\n")
         return 2
     try:
         return int(args.func(args) or 0)
@@ -599,6 +631,12 @@ def main(argv=None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:
+        # the file system refused (permission, full disk, a path that cannot exist): the user's
+        # environment, not a bug, and whatever was finished is already on disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"error: {where}{exc.strerror or exc}\n")
+        return 2
 
 
 if __name__ == "__main__":

@@ -110,8 +110,14 @@ class DemoConfig:
             raise UserError(f"--minutes must be positive, got {self.minutes}")
         if self.threads < 0:
             raise UserError(f"--threads must be 0 (torch's default) or more, got {self.threads}")
-        if self.n_scenes < 20:
-            raise UserError(f"the demo needs at least 20 scenes to have train and test splits, got {self.n_scenes}")
+        if self.n_scenes < 30:
+            # fewer leave the 80/10/10 split fewer than 3 test rooms, and the report's T60
+            # ceiling needs 2 of them
+            raise UserError(f"--scenes must be at least 30 (for train, validation and test rooms), got {self.n_scenes}")
+        if self.batch_size < 1:
+            raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
+        if self.seed < 0:
+            raise UserError(f"--seed must be 0 or more, got {self.seed}")
 
     @property
     def cache_dir(self) -> Path:
@@ -349,10 +355,16 @@ def run_demo(config: DemoConfig) -> dict:
     from i2r.data.datasets import PairedDataset
     from i2r.data.synthetic import SynthConfig, generate
     from i2r.data.synthetic.predictability import information_ceiling
-    from i2r.evaluate import EvalConfig, evaluate, resolve_device
+    from i2r.devices import resolve_device
+    from i2r.evaluate import EvalConfig, evaluate
     from i2r.files import atomic_write_text
+    from i2r.inference import load_dry
     from i2r.train import TrainConfig, train
 
+    # everything a user can get wrong is checked before minutes of rendering and training
+    device = resolve_device(config.device)
+    if config.dry:
+        load_dry(config.dry)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     data = config.cache_dir / f"synth-n{config.n_scenes}-seed{config.seed}"
@@ -384,7 +396,6 @@ def run_demo(config: DemoConfig) -> dict:
     metrics = evaluate(EvalConfig(checkpoint=str(checkpoint), data=str(data), out=str(eval_dir), baseline="nn",
                                   device=config.device, seed=config.seed, batch_size=config.batch_size))
     print("[4/4] writing the report", file=sys.stderr)
-    device = resolve_device(config.device)
     model, norm, _ = load_model(checkpoint, device)
     test_set = PairedDataset(str(data), split="test", resolution=model.config.resolution,
                              image_size=model.config.image_size)

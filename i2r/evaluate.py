@@ -32,6 +32,7 @@ from tqdm import tqdm
 
 from i2r.acoustics import analyze, decay_time, t60p
 from i2r.audio import HOP, SAMPLE_RATE, ir_to_logspec, save_wav
+from i2r.devices import resolve_device
 from i2r.errors import UserError
 from i2r.files import atomic_open, atomic_write_text
 
@@ -184,13 +185,6 @@ def percent_error(generated: np.ndarray, true: np.ndarray) -> np.ndarray:
 
 
 # --- running an evaluation -----------------------------------------------------------------------
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when present, else CPU; otherwise the named device."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def _process_group(device: torch.device) -> tuple[int, int, bool]:

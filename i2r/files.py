@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Iterator
 
+from i2r.errors import UserError
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
@@ -25,8 +27,12 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
     if mode not in ("w", "wb"):
         raise ValueError(f"atomic_open writes only, got mode {mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        # name the file the caller asked for, not the temporary one beside it
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     try:
         # mkstemp makes the file private (0600); results should get the permissions of any new file.
         os.chmod(tmp, 0o666 & ~_umask())
@@ -40,6 +46,43 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def writable_dir(path: str | os.PathLike, option: str) -> Path:
+    """Make sure results can be written into folder ``path`` before any work starts, without
+    creating it (a run refused later for another reason leaves nothing behind).
+
+    A probe file is written to and removed from the folder, or from its nearest existing parent
+    when it does not exist yet: permission bits do not tell (root ignores them, and /proc or a
+    read-only mount refuses anyway). Raises :class:`UserError` naming ``option`` (e.g. ``"--out"``)
+    when ``path`` or a parent is a file, or nothing can be written there.
+    """
+    path = Path(path)
+    _check_folder_writable(path, option, path)
+    return path
+
+
+def writable_file(path: str | os.PathLike, option: str) -> Path:
+    """Make sure file ``path`` can be written (atomically, beside it) before any work starts:
+    it must not be a folder, and its folder must be writable (see :func:`writable_dir`)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UserError(f"{option} {path}: is a folder, expected a file")
+    _check_folder_writable(path.parent, option, path)
+    return path
+
+
+def _check_folder_writable(folder: Path, option: str, named: Path) -> None:
+    """See :func:`writable_dir`; messages name ``option`` and the user's ``named`` path."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        which = "" if existing == named else f"{existing} "
+        raise UserError(f"{option} {named}: {which}is a file, expected a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise UserError(f"{option} {named}: cannot write into {existing} ({exc.strerror or exc})") from None
 
 
 def _umask() -> int:

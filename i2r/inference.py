@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from i2r.audio import IR_SAMPLES, SAMPLE_RATE, SpectrogramNorm, load_audio, logspec_to_ir, resample, save_wav, to_mono
 from i2r.data import images as image_io
+from i2r.devices import resolve_device
 from i2r.errors import UserError
 from i2r.files import atomic_write_bytes, atomic_write_text
 from i2r.models import Image2Reverb
@@ -211,6 +212,9 @@ def load_dry(path: str | os.PathLike) -> np.ndarray:
     """A dry signal for ``--apply``: mono (see :func:`i2r.audio.to_mono`) at 22,050 Hz, float64."""
     audio = load_audio(path)
     mono, _ = to_mono(audio.samples)
+    if not np.any(mono):
+        # a silent dry signal would give silent wet files that look like a result
+        raise UserError(f"{path}: the dry signal is silent (all samples zero)")
     return resample(mono, audio.fs, SAMPLE_RATE)
 
 
@@ -238,9 +242,7 @@ def generate_files(config: GenerateConfig, progress: bool = False) -> GenerateSu
     Unreadable images are skipped and counted; a bad checkpoint, depth mode or dry file is a
     :class:`UserError` before any work. ``progress`` shows a tqdm bar on stderr.
     """
-    device = config.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = resolve_device(config.device)
     pipeline = Image2ReverbPipeline.from_checkpoint(config.checkpoint, device, precision=config.precision,
                                                     griffin_lim_iters=config.griffin_lim_iters)
     pipeline.model.resolve_depth_mode(config.depth_mode)
@@ -285,7 +287,7 @@ def _load_batch(paths, size: int, summary: GenerateSummary) -> list:
             loaded.append((path, load_image(path, size)))
         except UserError as exc:
             summary.skipped.append((str(path), str(exc)))
-            print(f"skipped: {exc}", file=sys.stderr)
+            tqdm.write(f"error: {exc}", file=sys.stderr)  # above the progress bar, on a line of its own
     return loaded
 
 

@@ -45,6 +45,7 @@ from tqdm import tqdm
 from i2r.audio import SpectrogramNorm, fit_spectrogram_norm
 from i2r.checkpoint import capture_rng_state, check_same, load_checkpoint, restore_rng_state, save_checkpoint
 from i2r.data.datasets import PairedDataset
+from i2r.devices import resolve_device
 from i2r.errors import UserError
 from i2r.files import atomic_open, atomic_write_text
 from i2r.models import Image2Reverb, ModelConfig
@@ -102,12 +103,24 @@ class TrainConfig:
             raise UserError(f"ema_beta must be in [0, 1), got {self.ema_beta}")
         if self.amp not in ("bf16", "fp16", "off"):
             raise UserError(f"amp must be 'bf16', 'fp16' or 'off', got {self.amp!r}")
-        for name in ("batch_size", "checkpoint_every", "log_every"):
+        for name in ("batch_size", "checkpoint_every", "log_every", "epochs"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("val_every", "val_rooms"):
+        for name in ("val_every", "val_rooms", "max_steps", "threads", "num_workers", "seed", "stop_after_step"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        # `not x >= 0` also refuses NaN, which would otherwise train to a NaN checkpoint
+        for name in ("max_minutes", "l1_weight", "t60p_weight", "depth_weight", "decay_weight"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise UserError(f"{name} must be a finite number >= 0, got {value}")
+        for name in ("lr_generator", "lr_discriminator", "lr_encoder", "eps"):
+            value = getattr(self, name)
+            if not (value > 0 and math.isfinite(value)):
+                raise UserError(f"{name} must be a finite number > 0, got {value}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise UserError(f"{name} must be in [0, 1), got {getattr(self, name)}")
 
 
 # Fields a resumed run may change; every other field must match the checkpoint's.
@@ -233,6 +246,12 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
         loader = _epoch_loader(train_set, cfg, rank, world, epoch, skip_batches=batch_in_epoch)
         for batch in loader:
             losses = _train_step(model, batch, norm, optimizers, scaler, autocast, cfg, world, device)
+            # fp16's scaler skips steps with overflowing gradients itself; anything else that is not
+            # finite has already poisoned the weights, which must not overwrite the last checkpoint
+            if not scaler.is_enabled() and not all(math.isfinite(v) for v in losses.values()):
+                raise UserError(f"training diverged at step {step + 1} (losses {_format_losses(losses)}); "
+                                f"{checkpoint_path} keeps the last finite weights: lower the learning rates "
+                                f"or loss weights and --resume")
             if ema is not None:
                 ema.update(model)
             step += 1
@@ -278,6 +297,10 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
 
 
 # ---- one optimisation step -----------------------------------------------------------------------
+
+
+def _format_losses(losses: dict) -> str:
+    return ", ".join(f"{name} {value:.4g}" for name, value in losses.items())
 
 
 def _train_step(model, batch, norm, optimizers, scaler, autocast, cfg, world, device) -> dict:
@@ -527,12 +550,11 @@ def _fit_norm(train_set, master, world) -> SpectrogramNorm:
 
 def _init_distributed(device_name: str) -> tuple[int, int, torch.device]:
     """(rank, world size, device): from torchrun's environment when present, else one process."""
-    use_cuda = device_name == "cuda" or (device_name == "auto" and torch.cuda.is_available())
-    if device_name == "cuda" and not torch.cuda.is_available():
-        raise UserError("--device cuda was asked for, but no CUDA device is available")
+    requested = resolve_device(device_name)
+    use_cuda = requested.type == "cuda"
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return 0, 1, torch.device("cuda" if use_cuda else "cpu")
+        return 0, 1, requested
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
         torch.cuda.set_device(local_rank)

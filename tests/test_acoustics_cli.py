@@ -181,16 +181,19 @@ def _bad_inputs(root: Path) -> dict[str, tuple[Path, str]]:
     inf[7] = np.inf
     sf.write(root / "inf.wav", inf, 44100, subtype="FLOAT")
     sf.write(root / "short.wav", np.random.default_rng(2).standard_normal(300), 44100)
+    whole = MONO.read_bytes()
+    (root / "cut.wav").write_bytes(whole[: len(whole) // 2])  # a copy that stopped half-way
     return {"missing": (root / "missing.wav", "no such file"),
             "not audio": (root / "text.wav", "not readable as audio"),
             "empty": (root / "empty.wav", "not readable as audio"),
             "all zeros": (root / "zeros.wav", "all zeros"),
             "nan": (root / "nan.wav", "NaN or infinite"),
             "inf": (root / "inf.wav", "NaN or infinite"),
-            "too short": (root / "short.wav", "too short")}
+            "too short": (root / "short.wav", "too short"),
+            "truncated": (root / "cut.wav", "truncated WAV")}
 
 
-@pytest.mark.parametrize("case", ["missing", "not audio", "empty", "all zeros", "nan", "inf", "too short"])
+@pytest.mark.parametrize("case", ["missing", "not audio", "empty", "all zeros", "nan", "inf", "too short", "truncated"])
 def test_bad_input_gives_one_error_line_and_the_good_file_is_still_analysed(tmp_path, capsys, case):
     bad, reason = _bad_inputs(tmp_path)[case]
     code, out, err = run_cli(capsys, MONO, bad, "--format", "json")
@@ -212,6 +215,19 @@ def test_empty_folder_and_bad_options_are_user_errors(tmp_path, capsys):
     code, _, err = run_cli(capsys, MONO, "--format", "csv", "--out", bad_csv, "--resume")
     assert code == 2 and "header differs" in err
     assert bad_csv.read_text() == "a,b\n1,2\n"
+
+
+def test_an_unwritable_output_is_refused_before_any_file_is_measured(tmp_path, capsys):
+    folder = tmp_path / "a folder"
+    folder.mkdir()
+    blocker = tmp_path / "a file"
+    blocker.write_text("mine")
+    for args, reason in (((MONO, "--out", folder), "is a folder, expected a file"),
+                         ((MONO, "--out", blocker / "r.csv"), "a file is a file, expected a folder"),
+                         ((MONO, "--plot", blocker), "a file: is a file, expected a folder")):
+        code, out, err = run_cli(capsys, *args)
+        assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: --") and reason in err
+    assert blocker.read_text() == "mine"
 
 
 def test_plot_writes_one_png_per_file(tmp_path, capsys):

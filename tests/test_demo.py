@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from i2r.checkpoint import load_checkpoint
 from i2r.cli import main
@@ -85,3 +86,14 @@ def test_demo_mistakes_are_one_error_line(capsys):
     assert main(["demo", "--threads", "-1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --threads must be 0") and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--scenes", "29"], "--scenes must be at least 30"), (["--batch-size", "0"], "--batch-size"),
+    (["--seed", "-1"], "--seed"), (["--device", "tpu"], "--device 'tpu'"), (["--dry", "missing.wav"], "missing.wav")])
+def test_demo_mistakes_are_caught_before_any_rendering_or_training(tmp_path, capsys, args, message):
+    cache = tmp_path / "cache"
+    assert main(["demo", "--cache", str(cache), "--out", str(tmp_path / "out"), "--scenes", "30", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert not cache.exists() and not (tmp_path / "out").exists()

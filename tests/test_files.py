@@ -25,3 +25,45 @@ def test_written_files_get_the_umask_permissions(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_output_locations_are_checked_before_work_and_not_created(tmp_path):
+    from i2r.errors import UserError
+    from i2r.files import writable_dir, writable_file
+
+    assert writable_dir(tmp_path / "new" / "deep", "--out") == tmp_path / "new" / "deep"
+    assert writable_file(tmp_path / "made" / "r.csv", "--out") == tmp_path / "made" / "r.csv"
+    blocker = tmp_path / "a file"
+    blocker.write_text("mine")
+    with pytest.raises(UserError, match="--out .*a file: is a file, expected a folder"):
+        writable_dir(blocker, "--out")
+    with pytest.raises(UserError, match="--out .*is a folder, expected a file"):
+        writable_file(tmp_path, "--out")
+    with pytest.raises(UserError, match="--plot .*a file/sub: .*a file is a file, expected a folder"):
+        writable_dir(blocker / "sub", "--plot")
+    with pytest.raises(UserError, match="--out /proc/i2r/x.csv: cannot write into /proc "):
+        writable_file("/proc/i2r/x.csv", "--out")
+    # nothing was made: a run refused later for another reason leaves no empty folders
+    assert blocker.read_text() == "mine" and os.listdir(tmp_path) == ["a file"]
+
+
+def test_a_refused_write_names_the_destination_not_the_temporary_file(tmp_path):
+    blocker = tmp_path / "a file"
+    blocker.write_text("mine")
+    with pytest.raises(OSError) as caught:
+        atomic_write_text(blocker / "result.json", "x")
+    assert caught.value.filename == str(blocker / "result.json")
+
+
+def test_the_cli_turns_a_file_system_refusal_into_one_error_line(tmp_path, capsys, monkeypatch):
+    import i2r.cli
+
+    def refuse(args):
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x.csv"))
+
+    monkeypatch.setattr(i2r.cli, "_run_synth", refuse)
+    assert i2r.cli.main(["synth", "--n", "1", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'x.csv'}: Permission denied\n"
+    assert i2r.cli.main([]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: give a command, one of demo, analyze") and err.count("\n") == 1

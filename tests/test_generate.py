@@ -51,9 +51,12 @@ def test_generate_writes_wav_pngs_and_wet_signal(tmp_path, checkpoint, images, c
     dry = tmp_path / "click.wav"
     sf.write(dry, np.r_[0.5, np.zeros(4409)], 44100)
     out = tmp_path / "out"
-    assert _generate(images, "--checkpoint", checkpoint, "--out", out, "--apply", dry) == 0
-    stdout = capsys.readouterr().out
-    assert "2 IRs written" in stdout and "1 images skipped" in stdout
+    # the unreadable image is skipped, the others written, and the exit status tells a script
+    assert _generate(images, "--checkpoint", checkpoint, "--out", out, "--apply", dry) == 2
+    captured = capsys.readouterr()
+    assert "2 IRs written" in captured.out and "1 images skipped" in captured.out
+    assert [line for line in captured.err.splitlines() if line.startswith("error:")] == [
+        f"error: {images / 'broken.jpg'}: not a readable image (cannot identify image file '{images / 'broken.jpg'}')"]
     for stem in ("hall", "room"):
         ir, fs = sf.read(out / f"{stem}.wav")
         assert (fs, ir.shape) == (SAMPLE_RATE, (IR_SAMPLES,))
@@ -82,8 +85,13 @@ def test_generate_reports_bad_inputs_as_errors(tmp_path, checkpoint, images, cap
     twice = tmp_path / "twice"
     assert _generate(images / "room.jpg", images / "room.jpg", "--checkpoint", checkpoint, "--out", twice) == 0
     assert (twice / "room.wav").is_file() and (twice / "room_2.wav").is_file()
-    assert _generate(tmp_path / "none.jpg", "--checkpoint", checkpoint, "--out", tmp_path / "o") == 0
-    assert "0 IRs written" in capsys.readouterr().out
+    assert _generate(tmp_path / "none.jpg", "--checkpoint", checkpoint, "--out", tmp_path / "o") == 2
+    captured = capsys.readouterr()
+    assert "0 IRs written" in captured.out and f"error: {tmp_path / 'none.jpg'}: no such image file\n" in captured.err
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(4410), 44100)
+    assert _generate(images, "--checkpoint", checkpoint, "--out", tmp_path / "o", "--apply", silent) == 2
+    assert capsys.readouterr().err == f"error: {silent}: the dry signal is silent (all samples zero)\n"
     assert _generate(tmp_path / "o", "--checkpoint", checkpoint, "--out", tmp_path / "o") == 2
     assert "no images found" in capsys.readouterr().err
 

@@ -94,6 +94,35 @@ def test_cli_defaults_are_train_config_defaults():
     assert given == TrainConfig(data="d", out="o")
 
 
+@pytest.mark.parametrize("field, value", [
+    ("epochs", 0), ("max_steps", -1), ("max_minutes", -1.0), ("max_minutes", float("nan")),
+    ("lr_generator", -1.0), ("lr_encoder", float("inf")), ("beta1", 2.0), ("threads", -1), ("num_workers", -1),
+    ("l1_weight", float("nan")), ("t60p_weight", -1.0), ("seed", -1)])
+def test_values_that_cannot_train_are_refused_before_anything_runs(field, value):
+    with pytest.raises(UserError, match=field):
+        TrainConfig(data="d", out="o", **{field: value})
+
+
+def test_a_diverged_run_stops_with_an_error_and_keeps_the_last_finite_checkpoint(data, tmp_path, one_thread,
+                                                                                  monkeypatch):
+    import i2r.train
+
+    real_step = i2r.train._train_step
+    calls = []
+
+    def step_that_diverges_on_the_third_call(*args):
+        losses = real_step(*args)
+        calls.append(1)
+        return losses | {"loss_g": float("nan")} if len(calls) == 3 else losses
+
+    monkeypatch.setattr(i2r.train, "_train_step", step_that_diverges_on_the_third_call)
+    config = TrainConfig(data=str(data), out=str(tmp_path), resolution=32, image_size=64, batch_size=2, max_steps=4,
+                         checkpoint_every=2, no_depth=True)
+    with pytest.raises(UserError, match=f"diverged at step 3 .*loss_g nan.*{tmp_path / 'last.pt'}"):
+        i2r.train.train(config)
+    assert load(tmp_path / "last.pt")["step"] == 2
+
+
 def test_stopped_and_resumed_run_equals_an_uninterrupted_one(data, tmp_path, one_thread):
     """In-process (fast) version of the kill tests below: stop at step 2, resume to 3, compare."""
     from i2r.train import train
