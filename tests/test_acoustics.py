@@ -13,10 +13,10 @@ from hypothesis import strategies as st
 
 from i2r.acoustics import (AcousticParameters, AnalysisConfig, analyze, band_centres, band_edges,
                            decay_time, validate_ir)
-from i2r.acoustics.bands import G, FilterBank, band_magnitude, exact_centres
-from i2r.acoustics.parameters import FFT_LANES, _chunks
-from i2r.acoustics.decay import (EnergySums, LundebySettings, _Frames, decay_curve_db, lundeby,
-                                onset_index)
+from i2r.acoustics.bands import G, FilterBank, band_magnitude, exact_centres, ringing_time
+from i2r.acoustics.parameters import FFT_LANES, _chunks, _energy_parameters
+from i2r.acoustics.decay import (EnergySums, LundebySettings, _Frames, _truncation, decay_curve_db,
+                                lundeby, onset_index)
 from i2r.audio import load_audio, to_mono
 from i2r.errors import UserError
 
@@ -99,6 +99,68 @@ def test_fft_filter_is_zero_phase_and_does_not_wrap_around():
     assert tail < 1e-12
 
 
+def _response_db(kernel, at, fs, freqs_hz):
+    """Gain (dB) at ``freqs_hz`` of a zero-phase filter from its response ``kernel`` to a unit
+    impulse at sample ``at``: the magnitude of the kernel's discrete-time Fourier transform."""
+    lags = np.arange(len(kernel)) - at
+    spectrum = np.exp(-2j * np.pi * np.outer(freqs_hz, lags) / fs) @ kernel.astype(np.float64)
+    return 20.0 * np.log10(np.abs(spectrum))
+
+
+def test_filter_bank_applies_the_default_order_3_butterworth_band_pass_once():
+    """Through :class:`FilterBank`, as :func:`analyze` builds it (``AnalysisConfig().filter_order``):
+    the 1 kHz octave's impulse response has gain 0 dB at the mid-band frequency, -3.01 dB at
+    both edges f1, f2, and one octave outside them (f1/2 and 2 f2, where
+    ``u = (f^2 - f1 f2) / (f (f2 - f1))`` is the same) the order-3 Butterworth value
+    ``-10 log10(1 + u**6)`` = -32.7 dB (u = (4G - 1) / (2 (G - 1)) = 3.51). Order 2 or 4 would
+    read -21.8 or -43.6 dB there, the magnitude applied twice -6.02 dB at the edges."""
+    fs, n = 8000, 2 * 8000
+    order = AnalysisConfig().filter_order
+    assert order == 3
+    impulse = np.zeros((1, n))
+    impulse[0, n // 2] = 1.0
+    (f1,), (f2,) = band_edges("octave", [1000])
+    centre = exact_centres("octave", [1000])[0]
+    kernel = FilterBank(impulse, fs, [f1], [f2], order).band(0)[0]
+    freqs = np.array([f1, centre, f2, f1 / 2.0, 2.0 * f2])
+    u = (freqs ** 2 - f1 * f2) / (freqs * (f2 - f1))
+    expected = -10.0 * np.log10(1.0 + u ** 6)
+    np.testing.assert_allclose(expected[:3], [-10 * np.log10(2.0), 0.0, -10 * np.log10(2.0)], atol=1e-9)
+    np.testing.assert_allclose(_response_db(kernel, n // 2, fs, freqs), expected, atol=0.01)
+
+
+def test_broadband_high_pass_is_butterworth_of_the_band_order():
+    """:meth:`FilterBank.highpass` (the broadband signal of :func:`analyze`) is the order-3
+    Butterworth magnitude ``|H|^2 = 1 / (1 + (fc / f)**(2 order))`` at the 125 Hz octave's lower
+    edge fc: -3.01 dB at fc, ``-10 log10(1 + 2**6)`` = -18.1 dB one octave below, and
+    ``-10 log10(1 + 2**-6)`` = -0.07 dB one octave above (half the order: -9.5 dB below)."""
+    fs, n = 8000, 2 * 8000
+    impulse = np.zeros((1, n))
+    impulse[0, n // 2] = 1.0
+    lower, upper = band_edges("octave", band_centres("octave", fs))
+    cutoff = lower[0]
+    kernel = FilterBank(impulse, fs, lower, upper, 3).highpass(cutoff)[0]
+    expected = [-10 * np.log10(2.0), -10 * np.log10(1.0 + 2.0 ** 6), -10 * np.log10(1.0 + 2.0 ** -6)]
+    np.testing.assert_allclose(_response_db(kernel, n // 2, fs, [cutoff, cutoff / 2, 2 * cutoff]),
+                               expected, atol=0.01)
+
+
+def test_analyze_defaults_to_order_3_filters_in_its_ringing_limits():
+    """``analyze`` without a config measures with the 6th-order band-pass (order 3): its report
+    of a click's 125 Hz T20 names twice the order-3 ringing time ``6.91 / (pi B sin(pi/6))``
+    (0.099 s; order 2 or 4 would give 0.070 or 0.130 s)."""
+    fs = 8000
+    click = np.zeros(fs)
+    click[800] = 1.0
+    params = analyze(click, fs)
+    assert params.config.filter_order == 3
+    lower, upper = band_edges("octave", [125])
+    limit = 2.0 * ringing_time(lower[0], upper[0], 3)
+    assert any(w.startswith("125 Hz: T20 is NaN:") and w.endswith(f"shorter than {limit:.3f} s, "
+                                                                   "2x the filter's own ringing")
+               for w in params.warnings), params.warnings
+
+
 # --- analytic decays -----------------------------------------------------------------------------
 
 
@@ -136,6 +198,46 @@ def test_energy_parameters_match_an_exponential_decay():
     assert np.mean(bb["t30_s"]) == pytest.approx(t60, rel=0.02)
 
 
+def _least_squares_decay_time(times_s, curve_db, start_db, end_db):
+    """ISO 3382-1 decay time of a decay curve sampled at ``times_s``: the least-squares line
+    over the points from the first one at or below ``start_db`` (the first point for 0 dB) up to
+    the first one at or below ``end_db``, extrapolated to 60 dB of decay."""
+    start = int(np.argmax(curve_db <= start_db)) if start_db < 0 else 0
+    end = int(np.argmax(curve_db <= end_db))
+    slope = np.polyfit(times_s[start:end], curve_db[start:end], 1)[0]
+    return -60.0 / slope
+
+
+def test_edt_t20_t30_use_the_iso_ranges_on_a_two_slope_decay():
+    """On a single exponential every fit range gives the same decay time, so only a decay that
+    bends tells the ISO 3382-1 ranges apart: energy ``exp(-k1 t) + b exp(-k2 t)``, a fast slope
+    (T = 0.25 s) whose Schroeder integral holds all but the last 12 dB and a slow one (T = 1 s).
+    Its Schroeder curve is analytic, ``exp(-k1 t) / k1 + b exp(-k2 t) / k2``, so EDT (0 to
+    -10 dB), T20 (-5 to -25 dB) and T30 (-5 to -35 dB) are computed here by fitting lines to it
+    on the library's 1 ms grid. The energy is carried by a 1 kHz tone (amplitude sqrt(2 E)), which
+    the 1 kHz octave and the broadband high-pass pass at unity gain, and which leaves no noise
+    realisation to average. Ranges 0/-15, -5/-20 or -5/-30 dB would read 12 %, 27 % and 9 % off."""
+    fs, n = 8000, 3 * 8000
+    k1, k2 = 6.0 * math.log(10.0) / 0.25, 6.0 * math.log(10.0) / 1.0  # energy decay rates, 1/s
+    late_share = 10.0 ** (-12.0 / 10.0)  # the slow term's share of the Schroeder integral at t = 0
+    b = late_share / (1.0 - late_share) * k2 / k1
+    t = np.arange(n) / fs
+    ir = np.sqrt(2.0 * (np.exp(-k1 * t) + b * np.exp(-k2 * t))) * np.sin(2.0 * np.pi * 1000.0 * t + 0.3)
+    grid = np.arange(0.0, 2.0, 0.001)
+    schroeder = np.exp(-k1 * grid) / k1 + b * np.exp(-k2 * grid) / k2
+    curve_db = 10.0 * np.log10(schroeder / schroeder[0])
+    expected = {key: _least_squares_decay_time(grid, curve_db, start, end)
+                for key, (start, end) in {"edt_s": (0.0, -10.0), "t20_s": (-5.0, -25.0),
+                                          "t30_s": (-5.0, -35.0)}.items()}
+    # the curve bends between the ranges: each one's value is distinct
+    assert expected["edt_s"] < 0.8 * expected["t20_s"] < 0.8 * expected["t30_s"]
+    params = analyze(ir, fs)
+    k = list(params.bands_hz).index(1000)
+    for key, value in expected.items():
+        assert params[key][k] == pytest.approx(value, rel=0.01), key
+        assert float(params.broadband[key]) == pytest.approx(value, rel=0.01), key
+
+
 def test_noise_compensation_keeps_t30_unbiased_where_plain_schroeder_is_not():
     fs = 8000
     rng = np.random.default_rng(11)
@@ -157,6 +259,30 @@ def test_drr_of_spike_plus_decay():
     direct = 64.0
     reverberant = np.sum(late[10 + 21:] ** 2)
     assert analyze(ir, fs).drr_db == pytest.approx(10 * np.log10(direct / reverberant), abs=0.1)
+
+
+def test_drr_direct_window_is_plus_minus_2_5_ms_around_the_peak():
+    """DRR = energy within +-2.5 ms of the broadband peak (round(0.0025 fs) = 20 samples each
+    side at 8 kHz, both ends included) over all the energy after it. The reverberation here
+    starts on the sample after the direct sound, so the window's edges decide the number: a
+    5 ms window reads 2.4 dB higher, an upper edge one sample early or late about 0.25 dB off.
+    The broadband signal is the IR zero-phase high-passed at the lowest band's lower edge
+    (order 3); the expected DRR is summed by hand on that signal, from :class:`FilterBank`."""
+    fs, n, spike_at = 8000, 8000, 400
+    rng = np.random.default_rng(6)
+    ir = np.zeros(n)
+    tail = n - spike_at - 1
+    ir[spike_at + 1:] = rng.standard_normal(tail) * 10.0 ** (-3.0 * np.arange(tail) / fs / 0.1)
+    ir[spike_at] = 3.0
+    lower, upper = band_edges("octave", band_centres("octave", fs))
+    broadband = FilterBank(ir[None], fs, lower, upper, 3).highpass(lower[0])[0].astype(np.float64)
+    energy = broadband ** 2
+    peak = int(np.argmax(energy))
+    half = round(0.0025 * fs)
+    assert (peak, half) == (spike_at, 20)
+    direct = energy[peak - half: peak + half + 1].sum()
+    reverberant = energy[peak + half + 1:].sum()
+    assert float(analyze(ir, fs).drr_db) == pytest.approx(10 * np.log10(direct / reverberant), abs=0.01)
 
 
 def test_irstats_definition_0_to_minus_60_db():
@@ -209,6 +335,42 @@ def test_lundeby_shortcuts_are_exact():
     np.testing.assert_array_equal(part.total, sums.total[rows])
     np.testing.assert_array_equal(frames.subset(rows).levels(window[rows]), every[rows])
     np.testing.assert_array_equal(frames.subset(rows).levels(window[rows], until[rows]), some[rows])
+
+
+def test_compensation_continues_the_decay_line_exactly_and_ts_counts_the_tail_moment():
+    """Lundeby's compensation on a noise-free exponential ``E_j = exp(-k j)`` (T = 1 s at 8 kHz,
+    after a 200-sample delay), truncated where its exact line (0 dB at the onset, -60 dB/s)
+    meets a noise level equal to the energy 0.3 s in: the crosspoint is 0.3 s after the onset,
+    the energy time constant is ``tau = 10 / (ln 10 * 60) s = 1/k`` samples, and the tail
+    added back is ``noise * tau``, the integral of the exponential from the crosspoint on.
+    The compensated Schroeder curve must then be the straight -60 dB/s line before, through and
+    after the crosspoint (a missing, doubled or unadded tail bends it there), and the centre
+    time must be the exponential's own discrete mean ``sum(j E_j) / sum(E_j) / fs`` (the tail's
+    first moment about the onset is ``tail * (crosspoint - onset + tau)``). Continuous tail vs
+    discrete sums differ by half a sample: < 0.005 dB and 5e-5 relative here."""
+    fs, n, delay = 8000, 3 * 8000, 200
+    k = 6.0 * math.log(10.0) / fs  # per sample: 60 dB in 1 s
+    j = np.arange(n - delay)
+    energy = np.zeros((1, n))
+    energy[0, delay:] = np.exp(-k * j)
+    sums = EnergySums(energy, 8)  # 1 ms cells, as analyze uses
+    onset = np.array([delay])
+    noise = math.exp(-k * 0.3 * fs)
+    trunc = _truncation(n, onset, fs, intercept=np.array([0.0]), slope=np.array([-60.0]),
+                        noise=np.array([noise]), noise_db=np.array([10.0 * math.log10(noise)]),
+                        peak_db=np.array([0.0]))
+    assert trunc.crosspoint[0] == delay + round(0.3 * fs)
+    assert trunc.tau[0] == pytest.approx(1.0 / k, rel=1e-12)
+    assert trunc.tail[0] == pytest.approx(noise / k, rel=1e-12)
+    curve = decay_curve_db(sums, trunc, onset)[0]
+    samples = 8 * np.arange(curve.size)
+    line = samples >= delay
+    expected_db = -60.0 * (samples - delay) / fs
+    np.testing.assert_allclose(curve[line], expected_db[line], atol=0.01)
+    assert np.all(curve[~line] == 0.0)
+    ts = _energy_parameters(sums, trunc, onset, fs)["ts_s"][0]
+    expected_ts = np.sum(j * energy[0, delay:]) / np.sum(energy[0, delay:]) / fs
+    assert ts == pytest.approx(expected_ts, rel=1e-4)
 
 
 # --- invariances ---------------------------------------------------------------------------------

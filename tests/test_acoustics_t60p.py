@@ -79,3 +79,38 @@ def test_gradient_descent_on_decay_rate_reaches_target():
         loss.backward()
         optimiser.step()
     assert float(log_t60.detach().exp()) == pytest.approx(2.0, rel=0.03)
+
+
+def test_default_range_is_minus_5_to_minus_25_db_on_a_two_slope_decay():
+    """On a single exponential the proxy's 60 / (start - end) rescaling hides the fit range, so
+    the check uses a bending decay: energy ``exp(-k1 t) + b exp(-k2 t)`` in every bin, T = 0.4 s
+    until the slow term (T = 1.6 s, 15 dB below in the Schroeder integral) takes over. The
+    frame-wise Schroeder sum of each term is a geometric series, ``S_j = r1**j / (1 - r1) +
+    b r2**j / (1 - r2)`` with ``r = exp(-k / frame_rate)``, so the -5 and -25 dB crossing times
+    are found here by root-finding on that closed form, and the default must equal
+    ``3 * (t_-25 - t_-5)`` (the interpolation between frames costs < 1e-4). A -5/-35 dB range
+    would read 45 % longer."""
+    k1, k2 = 6.0 * math.log(10.0) / 0.4, 6.0 * math.log(10.0) / 1.6  # energy decay rates, 1/s
+    late_share = 10.0 ** (-15.0 / 10.0)
+    b = late_share / (1.0 - late_share) * k2 / k1
+    n_frames = 512
+    t = torch.arange(n_frames, dtype=torch.float64) / FRAME_RATE
+    energy = torch.exp(-k1 * t) + b * torch.exp(-k2 * t)
+    spectral_tilt = torch.linspace(0.0, -2.0, 8, dtype=torch.float64)
+    log_magnitude = spectral_tilt[:, None] + 0.5 * torch.log(energy)
+    r1, r2 = math.exp(-k1 / FRAME_RATE), math.exp(-k2 / FRAME_RATE)
+
+    def level_db(frame):
+        remaining = r1 ** frame / (1 - r1) + b * r2 ** frame / (1 - r2)
+        return 10.0 * math.log10(remaining * (1 - r1) * (1 - r2) / ((1 - r2) + b * (1 - r1)))
+
+    def crossing_s(target_db):
+        low, high = 0.0, n_frames - 1.0  # bisection: the curve falls monotonically
+        for _ in range(100):
+            middle = 0.5 * (low + high)
+            low, high = (middle, high) if level_db(middle) > target_db else (low, middle)
+        return low / FRAME_RATE
+
+    expected = 3.0 * (crossing_s(-25.0) - crossing_s(-5.0))
+    assert 2.0 * (crossing_s(-35.0) - crossing_s(-5.0)) > 1.3 * expected  # the ranges differ
+    assert float(t60p(log_magnitude, FRAME_RATE)) == pytest.approx(expected, rel=1e-3)

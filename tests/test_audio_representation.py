@@ -1,5 +1,7 @@
 """IR <-> log-spectrogram representation: shapes, STFT fidelity, inversion, normalisation."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -16,7 +18,7 @@ from i2r.audio import (
     logspec_to_ir,
     prepare_ir,
 )
-from i2r.audio import _istft, _stft
+from i2r.audio import _fast_griffin_lim, _istft, _random_phase, _stft
 from i2r.errors import UserError
 
 
@@ -80,6 +82,41 @@ def test_logspec_shapes_and_floor():
         ir_to_logspec(torch.zeros(1000))
     with pytest.raises(ValueError, match="resolution"):
         ir_to_logspec(torch.zeros(IR_SAMPLES), resolution=100)
+
+
+def test_silence_maps_to_the_papers_floor_log_1e_minus_5():
+    """The representation is ``log(|X| + 1e-5)`` (Singh et al. 2021): a silent IR is
+    ``log(1e-5) = -5 ln 10 = -11.513`` in every cell, at full and pooled resolution."""
+    floor = -5.0 * math.log(10.0)
+    for resolution in (512, 64):
+        silent = ir_to_logspec(torch.zeros(IR_SAMPLES), resolution=resolution)
+        assert torch.allclose(silent, torch.full_like(silent, floor), rtol=0.0, atol=1e-5)
+
+
+def test_dc_is_row_0_and_the_nyquist_bin_is_the_one_dropped():
+    """Rows are bins 0..511 of the 1024-point STFT, DC first. A constant c fills every frame
+    that lies wholly inside the IR (frames 2..509) with the periodic Hann window's DFT:
+    ``c * 512`` at bin 0 and ``c * 256`` at bin 1, so rows 0 and 1 hold ``log(512 c + 1e-5)``
+    and ``log(256 c + 1e-5)``. Dropping the DC bin instead would put bin 1 in row 0."""
+    c = 0.25
+    logspec = ir_to_logspec(torch.full((IR_SAMPLES,), c))
+    inside = logspec[:, 2:510]
+    torch.testing.assert_close(inside[0], torch.full_like(inside[0], math.log(512 * c + 1e-5)), rtol=0, atol=1e-5)
+    torch.testing.assert_close(inside[1], torch.full_like(inside[1], math.log(256 * c + 1e-5)), rtol=0, atol=1e-5)
+
+
+def test_each_griffin_lim_iteration_ends_on_the_target_magnitude():
+    """Griffin-Lim's magnitude projection scales each complex bin to the target magnitude:
+    after any number of iterations (with or without momentum) ``|estimate|`` equals the target
+    exactly, to float32 rounding -- the projection divides by the complex modulus
+    ``hypot(re, im)``; ``|re| + |im|`` (up to sqrt(2) times larger) would leave it too small."""
+    noise = torch.randn(IR_SAMPLES, generator=torch.Generator().manual_seed(3))
+    x = noise * torch.exp(-torch.arange(IR_SAMPLES) / 4000.0)
+    magnitude = _stft(x[None]).abs()
+    start = magnitude * _random_phase(magnitude.shape, torch.Generator().manual_seed(1), magnitude.device)
+    for n_iter, momentum in ((1, 0.0), (2, 0.99)):
+        estimate = _fast_griffin_lim(magnitude, start, n_iter, momentum)
+        torch.testing.assert_close(estimate.abs(), magnitude, rtol=1e-5, atol=1e-6)
 
 
 def test_pooled_spectrogram_keeps_block_energy():

@@ -4,10 +4,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from scipy.signal import butter, sosfiltfilt
 
 from i2r.acoustics import analyze
 from i2r.audio import IR_SAMPLES, SAMPLE_RATE, ir_to_logspec, load_ir, logspec_to_ir, prepare_ir
+from i2r.audio import _full_magnitude, _stft
 
 IRS = Path(__file__).resolve().parents[2] / "shared" / "data" / "irs"
 OCTAVES_HZ = (125, 250, 500, 1000, 2000, 4000)
@@ -65,3 +67,25 @@ def test_griffin_lim_keeps_t30_of_real_irs_and_beats_random_phase(name):
     random_phase = _round_trip_error_pct(ir, 512, "random-phase")
     assert griffin_lim.max() < 5.0
     assert random_phase.max() > 2 * griffin_lim.max()
+
+
+def test_inverse_recovers_the_stft_magnitude_the_log_floor_removed():
+    """``exp(log(|X| + 1e-5)) - 1e-5`` is ``|X|`` again: the magnitude the inversion starts from
+    equals ``|STFT(x)|`` bin for bin (float32 rounding: 1e-5 relative, 1e-7 absolute), with a
+    zero Nyquist row. Keeping the floor would add 1e-5 to every bin, most of which lie far
+    below it in this decaying noise."""
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(IR_SAMPLES, generator=generator) * torch.exp(-torch.arange(IR_SAMPLES) / 4000.0)
+    expected = _stft(x[None]).abs()
+    expected[:, -1] = 0.0
+    assert float((expected < 1e-5).float().mean()) > 0.3
+    torch.testing.assert_close(_full_magnitude(ir_to_logspec(x)[None]), expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("method", ["griffin-lim", "random-phase"])
+def test_silent_spectrogram_inverts_to_silence(method):
+    """A spectrogram at the floor everywhere is silence: its magnitude is zero (up to the
+    float32 rounding of exp(log(1e-5)), ~1e-12), and so is the IR."""
+    silent = ir_to_logspec(torch.zeros(IR_SAMPLES), resolution=128)
+    assert float(_full_magnitude(silent[None]).max()) < 1e-10
+    assert float(logspec_to_ir(silent, method=method, n_iter=2).abs().max()) < 1e-10
