@@ -529,7 +529,7 @@ def _add_tsne_grid(sub):
     p.add_argument("--out", default="reports/tsne-grid", help="output folder (default: %(default)s)")
     p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="t-SNE random seed (default: %(default)s)")
-    p.add_argument("--thumb", type=int, default=32, metavar="PX", help="mosaic cell size in px (default: %(default)s)")
+    p.add_argument("--thumb", type=int, default=32, metavar="PX", help="mosaic cell size in px, 1-1024 (default: %(default)s)")
     p.add_argument("--method", choices=["opentsne", "sklearn"], default="opentsne",
                    help="t-SNE implementation (default: %(default)s: Barnes-Hut below 10,000 points, FFT above)")
     p.add_argument("--jobs", type=int, default=2, help="t-SNE threads; 1 on busy shared cores (default: %(default)s)")
@@ -542,11 +542,9 @@ def _add_tsne_grid(sub):
 def _run_tsne_grid(args) -> int:
     from i2r.analysis.tsne_grid import TsneGridConfig, run_tsne_grid
 
-    if args.thumb < 1 or args.perplexity <= 0 or args.iterations < 2 or args.jobs < 1:
-        raise UserError("--thumb, --perplexity, --jobs must be positive and --iterations at least 2")
-    writable_dir(args.out, "--out")
     config = TsneGridConfig(perplexity=args.perplexity, seed=args.seed, thumb=args.thumb, method=args.method,
                             n_jobs=args.jobs, iterations=args.iterations, features_csv=args.features)
+    writable_dir(args.out, "--out")
     result = run_tsne_grid(args.results_dir, args.out, config)
     s = result.summary
     sys.stdout.write(f"{args.out}: {s['n']} IRs on a {s['grid'][0]}x{s['grid'][1]} grid; "
@@ -565,7 +563,8 @@ def _add_gradcam(sub):
         "and on grayscale heat-map overlays with default settings, as the original compare.py; `flagged`\n"
         "marks overlay SSIM < 0.98, the paper's criterion. Without --pretrained only the fine-tuned maps\n"
         "are drawn (a checkpoint does not keep the encoder's initial weights). Writes OUT/gradcam.csv and\n"
-        "OUT/NNN_<stem>_gradcam.png panels; unreadable images are skipped and listed.\n\n"
+        "OUT/NNN_<stem>_gradcam.png panels; unreadable images are skipped, each with an `error:` line, and\n"
+        "the exit status is then 2.\n\n"
         "  i2r gradcam photos/*.jpg --checkpoint runs/paper/last.pt --pretrained resnet50_places365.pth.tar",
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any size; resized to 224x224)")
@@ -573,19 +572,20 @@ def _add_gradcam(sub):
     p.add_argument("--pretrained", metavar="PLACES.pth.tar", help="Places365 ResNet-50 weights (resnet50_places365.pth.tar)")
     p.add_argument("--feature", type=int, metavar="K", help="output feature to explain (default: each network's greatest)")
     p.add_argument("--out", default="reports/gradcam", help="output folder (default: %(default)s)")
-    p.add_argument("--device", default="cpu", help="torch device (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     p.set_defaults(func=_run_gradcam)
 
 
 def _run_gradcam(args) -> int:
     from i2r.analysis.gradcam import GradCamConfig, run_gradcam
 
+    config = GradCamConfig(checkpoint=args.checkpoint, pretrained=args.pretrained, feature=args.feature,
+                           out=args.out, device=args.device)
     writable_dir(args.out, "--out")
-    rows = run_gradcam(args.images, GradCamConfig(checkpoint=args.checkpoint, pretrained=args.pretrained,
-                                                  feature=args.feature, out=args.out, device=args.device))
+    rows = run_gradcam(args.images, config)
     for row in rows:
         if "error" in row:
-            sys.stderr.write(f"skipped {row['error']}\n")
+            sys.stderr.write(f"error: {row['error']}\n")
         elif "ssim_maps" in row:
             sys.stdout.write(f"{row['image']}: SSIM maps {row['ssim_maps']:.4f}, overlays {row['ssim_overlays']:.4f}"
                              f"{'  (< 0.98)' if row['flagged'] else ''}\n")
@@ -593,7 +593,7 @@ def _run_gradcam(args) -> int:
             sys.stdout.write(f"{row['image']}: fine-tuned feature {row['feature_finetuned']}\n")
     if not args.pretrained:
         sys.stderr.write("note: no --pretrained Places365 weights given: fine-tuned maps only, no SSIM\n")
-    return 0 if any("error" not in row for row in rows) else 2
+    return 2 if any("error" in row for row in rows) else 0
 
 
 COMMANDS = [_add_demo, _add_analyze, _add_survey_stats, _add_survey_build, _add_train, _add_eval, _add_report, _add_synth,

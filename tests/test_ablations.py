@@ -44,6 +44,39 @@ def test_protocol_mistakes_are_user_errors(tmp_path):
                                       'checkpoint = "a.pt"\n[[variant]]\nname = "NN"\nbaseline_of = "other"\n'))
 
 
+HEAD = '[protocol]\nname = "x"\ndata = "d"\n'
+MAIN = '[[variant]]\nname = "main"\ncheckpoint = "a.pt"\n'
+
+
+@pytest.mark.parametrize("text, message", [
+    (HEAD + 'seed = "abc"\n' + MAIN, "[protocol] seed must be a whole number from 0 to 4294967295, not 'abc'"),
+    (HEAD + "seed = -1\n" + MAIN, "[protocol] seed must be a whole number"),
+    (HEAD + "batch_size = 0\n" + MAIN, "[protocol] batch_size must be a whole number of at least 1"),
+    ('protocol = "x"\n', "[protocol] must be a table"),
+    (HEAD + '[[variant]]\nname = "main"\ncheckpoint = 5\n', "variant 'main' needs a 'checkpoint' string, not 5"),
+    (HEAD + MAIN + 'train = "x"\n', "variant 'main': train must be a table"),
+    (HEAD + MAIN + 'description = ["a"]\n', "variant 'main' needs a 'description' string"),
+    (HEAD + 'depth_settings = "0.5"\n' + MAIN, "[protocol] depth_settings must be a list"),
+    (HEAD + 'depth_settings = ["auto", 2]\n' + MAIN, "[protocol] depth_settings: constant depth 2.0 is outside [0, 1]"),
+    (HEAD + 'depth_settings = [true]\n' + MAIN, "[protocol] depth_settings: True is not a depth setting"),
+    (HEAD + 'split = "tset"\n' + MAIN, "[protocol] split must be one of train, val, test"),
+    (HEAD + 't60_definition = 30\n' + MAIN, "[protocol] needs a 't60_definition' string"),
+    (HEAD + 'main = 1\n' + MAIN, "[protocol] needs a 'main' string"),
+    (HEAD + 'depth_setting = ["auto"]\n' + MAIN, "[protocol] has unknown key(s) ['depth_setting']"),
+    (HEAD + MAIN + 'chekpoint = "b.pt"\n', "variant 'main' has unknown key(s) ['chekpoint']"),
+    (HEAD + 'train = "x"\n' + MAIN, "[protocol] has unknown key(s) ['train']"),
+    ('train = "x"\n' + HEAD + MAIN, "[train] must be a table"),
+    (HEAD + 'variant = "x"\n', "[protocol] has unknown key(s) ['variant']"),
+    ('variant = "x"\n' + HEAD, "variants must be [[variant]] tables"),
+    ('[variant]\nname = "main"\n' + HEAD, "variants must be [[variant]] tables"),
+])
+def test_protocol_values_of_the_wrong_type_or_range_are_user_errors(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(UserError) as error:
+        load_protocol(path)
+    assert str(error.value).startswith(f"{path}: ") and message in str(error.value), str(error.value)
+
+
 def test_bootstrap_ci_brackets_the_sample_statistics():
     rng = np.random.default_rng(0)
     errors = rng.normal(5.0, 20.0, size=200)

@@ -8,10 +8,11 @@ import torch
 from PIL import Image
 from torch import nn
 
-from i2r.analysis.gradcam import grad_cam, grayscale, overlay, ssim_maps, ssim_overlays
+from i2r.analysis.gradcam import GradCamConfig, grad_cam, grayscale, overlay, ssim_maps, ssim_overlays
 from i2r.audio import SpectrogramNorm
 from i2r.checkpoint import save_checkpoint
 from i2r.cli import main
+from i2r.errors import UserError
 from i2r.models import Image2Reverb, ModelConfig
 from i2r.models.resnet import resnet18, resnet50
 
@@ -129,9 +130,10 @@ def test_cli_compares_pretrained_and_finetuned_encoders(files, tmp_path, capsys)
     out = tmp_path / "out"
     code = main(["gradcam", str(files / "hall.png"), str(files / "broken.jpg"), "--checkpoint", str(files / "last.pt"),
                  "--pretrained", str(files / "resnet50_places365.pth.tar"), "--feature", "3", "--out", str(out)])
-    assert code == 0
+    assert code == 2  # the good image is compared, and the exit status says one was bad
     captured = capsys.readouterr()
-    assert "hall.png: SSIM maps" in captured.out and "broken.jpg" in captured.err
+    assert "hall.png: SSIM maps" in captured.out
+    assert [line for line in captured.err.splitlines() if "broken.jpg" in line][0].startswith("error: ")
     with open(out / "gradcam.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 1
@@ -154,3 +156,33 @@ def test_cli_without_pretrained_draws_finetuned_maps_only_and_rejects_bad_featur
                  "--out", str(out)]) == 2
     assert "--feature 999" in capsys.readouterr().err
     assert main(["gradcam", str(files / "hall.png"), "--checkpoint", str(tmp_path / "nope.pt")]) == 2
+    capsys.readouterr()
+    assert main(["gradcam", str(files / "hall.png"), "--checkpoint", str(files / "last.pt"), "--device", "tpu",
+                 "--out", str(out)]) == 2
+    assert capsys.readouterr().err == "error: --device 'tpu': expected auto, cpu, cuda or cuda:N\n"
+
+
+@pytest.mark.parametrize("feature, message", [("-1", "--feature must be an output index of at least 0, not -1"),
+                                              ("100000", "--feature 100000 is outside the finetuned network's")])
+def test_bad_feature_is_one_error_before_any_image(files, tmp_path, capsys, monkeypatch, feature, message):
+    import i2r.analysis.gradcam as gradcam
+
+    monkeypatch.setattr(gradcam, "compare_image", lambda *a: pytest.fail("an image was processed"))
+    out = tmp_path / "out"
+    status = main(["gradcam", str(files / "hall.png"), str(files / "broken.jpg"),
+                   "--checkpoint", str(files / "last.pt"), "--feature", feature, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert status == 2 and err.startswith(f"error: {message}") and len(err.splitlines()) == 1, err
+    assert not (out / "config.json").exists()
+
+
+def test_feature_beyond_the_pretrained_networks_outputs_is_refused_up_front(files, tmp_path, monkeypatch):
+    import i2r.analysis.gradcam as gradcam
+
+    monkeypatch.setattr(gradcam, "compare_image", lambda *a: pytest.fail("an image was processed"))
+    config = GradCamConfig(checkpoint=str(files / "last.pt"), pretrained=str(files / "resnet50_places365.pth.tar"),
+                           feature=365, out=str(tmp_path))
+    with pytest.raises(UserError, match="outside the pretrained network's 365 outputs"):
+        gradcam.run_gradcam([str(files / "hall.png")], config)
+    with pytest.raises(UserError, match="--feature must be"):
+        GradCamConfig(checkpoint="x.pt", feature=True)

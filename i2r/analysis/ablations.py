@@ -24,12 +24,17 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import wilcoxon
 
+from i2r.data.manifest import SPLITS
+from i2r.devices import resolve_device
 from i2r.errors import UserError
-from i2r.evaluate import EvalConfig, error_stats, evaluate
+from i2r.evaluate import T60_DEFINITIONS, EvalConfig, error_stats, evaluate
 from i2r.report import figure, format_number, heading, paragraph, save_figure, table, write_report
 
 DEPTH_LABELS = {"auto": "estimated", "0": "constant 0", "0.5": "constant 0.5"}
 N_BOOTSTRAP = 10_000
+# NumPy's bootstrap generator takes any seed >= 0, but eval's per-example torch seeds are
+# seed x 1,000,003 + index and overflow 64 bits past ~1.8e13; 2**32 - 1 is ample and safe.
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -65,8 +70,59 @@ class AblationProtocol:
         return next(v for v in self.variants if v.name == name)
 
 
+PROTOCOL_KEYS = ("name", "data", "split", "t60_definition", "out", "depth_settings", "main", "seed", "batch_size")
+VARIANT_KEYS = ("name", "checkpoint", "train", "baseline_of", "description")
+SECTIONS = ("protocol", "train", "synth", "variant")
+
+
+def _table(value, where: str, what: str) -> dict:
+    if not isinstance(value, dict):
+        raise UserError(f"{where}: {what} must be a table ([section] or {{ key = value }}), not {value!r}")
+    return value
+
+
+def _known(table: dict, allowed: tuple, where: str, what: str) -> None:
+    """A misspelt key would otherwise be ignored and its default used without a word."""
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise UserError(f"{where}: {what} has unknown key(s) {unknown}; allowed: {list(allowed)}")
+
+
+def _string(table: dict, key: str, where: str, what: str, default: str | None = None) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or (default is None and not value):
+        raise UserError(f"{where}: {what} needs a '{key}' string" + ("" if key not in table else f", not {value!r}"))
+    return value
+
+
+def _whole(table: dict, key: str, where: str, default: int, least: int, most: int | None = None) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < least or (most is not None and value > most):
+        span = f"from {least} to {most}" if most is not None else f"of at least {least}"
+        raise UserError(f"{where}: [protocol] {key} must be a whole number {span}, not {value!r}")
+    return value
+
+
+def _depth_settings(head: dict, where: str) -> list[str]:
+    from i2r.models.image2reverb import parse_depth_mode
+
+    settings = head.get("depth_settings", ["auto", "0", "0.5"])
+    # A string is a sequence too: "0.5" would be read as the settings "0", ".", "5".
+    if not isinstance(settings, list) or not settings:
+        raise UserError(f"{where}: [protocol] depth_settings must be a list such as [\"auto\", \"0\", \"0.5\"], "
+                        f"not {settings!r}")
+    for setting in settings:
+        if isinstance(setting, bool) or not isinstance(setting, (str, int, float)):
+            raise UserError(f"{where}: [protocol] depth_settings: {setting!r} is not a depth setting")
+        try:
+            parse_depth_mode(setting)
+        except UserError as exc:
+            raise UserError(f"{where}: [protocol] depth_settings: {exc}") from None
+    return [str(d) for d in settings]
+
+
 def load_protocol(path: str | Path) -> AblationProtocol:
-    """Read and validate a protocol TOML; a mistake is a :class:`UserError` naming the field."""
+    """Read and validate a protocol TOML; a mistake is a :class:`UserError` naming the file and key."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such protocol file")
@@ -79,28 +135,46 @@ def load_protocol(path: str | Path) -> AblationProtocol:
     def resolve(value: str) -> str:
         return str((base / value).resolve()) if value else ""
 
-    head = raw.get("protocol", {})
+    _known(raw, SECTIONS, str(path), "the file")
+    head = _table(raw.get("protocol", {}), str(path), "[protocol]")
+    _known(head, PROTOCOL_KEYS, str(path), "[protocol]")
     for key in ("name", "data"):
-        if not isinstance(head.get(key), str) or not head[key]:
-            raise UserError(f"{path}: [protocol] needs a '{key}' string")
+        _string(head, key, str(path), "[protocol]")
+    train, synth = (_table(raw.get(key, {}), str(path), f"[{key}]") for key in ("train", "synth"))
+    items = raw.get("variant", [])
+    if not isinstance(items, list):
+        raise UserError(f"{path}: variants must be [[variant]] tables, not {items!r}")
     variants = []
-    for i, item in enumerate(raw.get("variant", [])):
-        if not isinstance(item.get("name"), str):
+    for i, item in enumerate(items):
+        _table(item, str(path), f"[[variant]] number {i + 1}")
+        if not isinstance(item.get("name"), str) or not item["name"]:
             raise UserError(f"{path}: [[variant]] number {i + 1} needs a 'name'")
-        if not item.get("checkpoint") and not item.get("baseline_of"):
-            raise UserError(f"{path}: variant {item['name']!r} needs a 'checkpoint' or a 'baseline_of'")
-        variants.append(Variant(name=item["name"], checkpoint=resolve(item.get("checkpoint", "")),
-                                train=dict(item.get("train", {})), baseline_of=item.get("baseline_of", ""),
-                                description=item.get("description", "")))
+        what = f"variant {item['name']!r}"
+        _known(item, VARIANT_KEYS, str(path), what)
+        checkpoint, baseline_of, description = (_string(item, key, str(path), what, "")
+                                                for key in ("checkpoint", "baseline_of", "description"))
+        if not checkpoint and not baseline_of:
+            raise UserError(f"{path}: {what} needs a 'checkpoint' or a 'baseline_of'")
+        variants.append(Variant(name=item["name"], checkpoint=resolve(checkpoint),
+                                train=dict(_table(item.get("train", {}), str(path), f"{what}: train")),
+                                baseline_of=baseline_of, description=description))
     names = [v.name for v in variants]
     if len(set(names)) != len(names):
         raise UserError(f"{path}: variant names must be unique, got {names}")
+    split = _string(head, "split", str(path), "[protocol]", "test")
+    if split not in SPLITS:
+        raise UserError(f"{path}: [protocol] split must be one of {', '.join(SPLITS)}, not {split!r}")
+    t60_definition = _string(head, "t60_definition", str(path), "[protocol]", "t30")
+    if t60_definition not in T60_DEFINITIONS:
+        raise UserError(f"{path}: [protocol] t60_definition must be one of {sorted(T60_DEFINITIONS)}, "
+                        f"not {t60_definition!r}")
     protocol = AblationProtocol(
-        path=str(path), name=head["name"], data=resolve(head["data"]), split=head.get("split", "test"),
-        t60_definition=head.get("t60_definition", "t30"), out=resolve(head.get("out", "reports/ablations")),
-        depth_settings=[str(d) for d in head.get("depth_settings", ["auto", "0", "0.5"])],
-        main=head.get("main", "main"), seed=int(head.get("seed", 0)), batch_size=int(head.get("batch_size", 8)),
-        train=dict(raw.get("train", {})), synth=dict(raw.get("synth", {})), variants=variants)
+        path=str(path), name=head["name"], data=resolve(head["data"]), split=split, t60_definition=t60_definition,
+        out=resolve(_string(head, "out", str(path), "[protocol]", "reports/ablations")),
+        depth_settings=_depth_settings(head, str(path)), main=_string(head, "main", str(path), "[protocol]", "main"),
+        seed=_whole(head, "seed", str(path), 0, 0, MAX_SEED),
+        batch_size=_whole(head, "batch_size", str(path), 8, 1),
+        train=dict(train), synth=dict(synth), variants=variants)
     if protocol.main not in names:
         raise UserError(f"{path}: the main variant {protocol.main!r} is not among the variants {names}")
     with_checkpoint = [v.name for v in variants if v.checkpoint]
@@ -242,6 +316,7 @@ def run_ablations(protocol: AblationProtocol, train_missing: bool = False, out: 
     row and Table 5's matching row are the same evaluation. Returns
     ``{"table3": {variant: summary}, "table5": {depth: summary}, "report": paths}``.
     """
+    resolve_device(device)  # a misspelt device fails now, not after the first variant has trained
     _ensure_data(protocol)
     out_dir = Path(out or protocol.out)
     checkpointed = [v for v in protocol.variants if v.checkpoint]

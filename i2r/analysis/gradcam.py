@@ -23,7 +23,7 @@ import csv
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from i2r.devices import resolve_device
 from i2r.errors import UserError
 from i2r.files import atomic_open
 
@@ -49,6 +50,11 @@ class GradCamConfig:
     out: str = "reports/gradcam"
     image_size: int = IMAGE_SIZE
     device: str = "cpu"
+
+    def __post_init__(self):
+        if self.feature is not None and (isinstance(self.feature, bool) or not isinstance(self.feature, int)
+                                         or self.feature < 0):
+            raise UserError(f"--feature must be an output index of at least 0, not {self.feature!r}")
 
 
 @dataclass
@@ -132,6 +138,22 @@ def last_block(network: nn.Module) -> nn.Module:
     """``layer4[-1]`` of the ResNet inside ``network`` (a SceneEncoder or the wrapper above)."""
     encoder = network.model.encoder if isinstance(network, _EncoderWithDepth) else network
     return encoder.resnet.layer4[-1]
+
+
+def n_outputs(network: nn.Module) -> int:
+    """How many output features ``network`` (a SceneEncoder or the wrapper above) has."""
+    encoder = network.model.encoder if isinstance(network, _EncoderWithDepth) else network
+    return encoder.resnet.fc.out_features
+
+
+def check_feature(config: GradCamConfig, networks: dict[str, nn.Module]) -> None:
+    """A ``feature`` beyond a network's outputs is one mistake, reported once before any image."""
+    if config.feature is None:
+        return
+    for name, network in networks.items():
+        if config.feature >= n_outputs(network):
+            raise UserError(f"--feature {config.feature} is outside the {name} network's {n_outputs(network)} "
+                            f"outputs (0 to {n_outputs(network) - 1})")
 
 
 def load_rgb(path: str | os.PathLike, size: int = IMAGE_SIZE) -> np.ndarray:
@@ -234,9 +256,11 @@ def run_gradcam(images: list[str], config: GradCamConfig) -> list[dict]:
     ``ssim_maps, ssim_overlays, flagged`` (overlay SSIM < 0.98). Unreadable images are skipped
     and returned with an ``error``. Returns the rows.
     """
+    config = replace(config, device=str(resolve_device(config.device)))
     pretrained, finetuned = load_networks(config)
     networks = {"pretrained": pretrained, "finetuned": finetuned} if pretrained is not None \
         else {"finetuned": finetuned}
+    check_feature(config, networks)
     out = Path(config.out)
     rows, failed = [], []
     for index, path in enumerate(tqdm(images, desc="Grad-CAM", unit="image", file=sys.stderr,

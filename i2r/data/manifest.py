@@ -46,13 +46,17 @@ class PairRecord:
     extra: dict = field(default_factory=dict, compare=False)
 
 
-def _resolve(cell: str, root: Path, allow_outside: bool, where: str, column: str) -> Path:
+def resolve_cell(cell: str, root: Path, allow_outside: bool, where: str, column: str) -> Path:
+    """The absolute, symlink-free path a CSV cell names, relative cells taken from ``root`` (the
+    CSV's folder). Unless ``allow_outside``, it must stay inside ``root``: a CSV from elsewhere must
+    not make a command read, copy or publish other files of the disk. Raises :class:`UserError`
+    naming ``where`` (file and line) and ``column``."""
     if "\x00" in cell:
         raise UserError(f"{where}, column {column}: a path cannot contain a NUL character")
     path = Path(cell)
     resolved = (path if path.is_absolute() else root / path).resolve()
     if not allow_outside and not resolved.is_relative_to(root.resolve()):
-        raise UserError(f"{where}, column {column}: {cell!r} leads outside the data set folder {root}")
+        raise UserError(f"{where}, column {column}: {cell!r} leads outside the CSV's folder {root}")
     return resolved
 
 
@@ -74,7 +78,7 @@ def _record(row: dict, root: Path, allow_outside: bool, where: str) -> PairRecor
     split = row["split"].strip()
     if split not in SPLITS:
         raise UserError(f"{where}, column split: {split!r} is not one of {', '.join(SPLITS)}")
-    paths = {c: _resolve(row[c].strip(), root, allow_outside, where, c) for c in PATH_COLUMNS if c in row}
+    paths = {c: resolve_cell(row[c].strip(), root, allow_outside, where, c) for c in PATH_COLUMNS if c in row}
     extra = {k: v for k, v in row.items() if k not in REQUIRED_COLUMNS and k not in ("depth", "t60_s")}
     return PairRecord(
         image_path=paths["image"],

@@ -25,7 +25,7 @@ from scipy.signal import fftconvolve
 
 from i2r.audio import load_audio, resample, save_wav, to_mono
 from i2r.data.images import open_image
-from i2r.data.manifest import _resolve as resolve_cell
+from i2r.data.manifest import resolve_cell
 from i2r.errors import UserError
 from i2r.files import atomic_write_text
 from i2r.survey.loudness import integrated_loudness
