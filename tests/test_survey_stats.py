@@ -105,6 +105,39 @@ def test_paired_tost_by_hand():
     assert p == pytest.approx(p_expected, rel=TOL)
 
 
+def test_tost_is_symmetric_in_its_two_conditions():
+    # Swapping real and generated negates the mean difference and swaps the two one-sided legs, so
+    # p must not change. In the by-hand case above the difference is positive and the upper leg
+    # decides p; here the lower leg (H0: diff <= -bound) decides it, which pins that leg too.
+    x = np.array([4, 3, 5, 4, 2, 3, 4, 5, 3, 4], float)
+    y = np.array([3, 3, 4, 5, 2, 2, 4, 4, 3, 3], float)
+    for paired in (True, False):
+        dof, p, diff = tost(x, y, bound=1.0, paired=paired)
+        dof_m, p_m, diff_m = tost(y, x, bound=1.0, paired=paired)
+        assert dof_m == dof and diff_m == pytest.approx(-diff) and diff_m == pytest.approx(-0.4)
+        assert p_m == pytest.approx(p, rel=TOL)
+
+
+def test_paired_tost_with_negative_difference_by_hand():
+    x = np.array([2, 3, 3, 4, 2, 3, 2, 3], float)
+    y = np.array([3, 3, 4, 4, 3, 4, 2, 4], float)
+    # d = x - y = five -1s and three 0s: mean -5/8; SS about the mean = 5 (3/8)^2 + 3 (5/8)^2 = 15/8,
+    # so s^2 = 15/56 and se = sqrt(15/448). The lower leg t = (-5/8 + 1) / se = 2.049 is the weak
+    # one (p = 0.0399 on 7 dof); the upper leg t = (-5/8 - 1) / se = -8.88 is far in its tail.
+    se = np.sqrt(15 / 448)
+    p_lower = sps.t.sf((-5 / 8 + 1) / se, 7)
+    p_upper = sps.t.cdf((-5 / 8 - 1) / se, 7)
+    assert p_lower > p_upper and p_lower == pytest.approx(0.0399, abs=5e-4)
+    dof, p, diff = tost(x, y, bound=1.0, paired=True)
+    assert dof == 7 and diff == pytest.approx(-0.625)
+    assert p == pytest.approx(p_lower, rel=TOL)
+    # Each leg is a one-sided one-sample t-test of the shifted differences (scipy).
+    d = x - y
+    p_low = sps.ttest_1samp(d + 1.0, 0, alternative="greater").pvalue
+    p_high = sps.ttest_1samp(d - 1.0, 0, alternative="less").pvalue
+    assert p == pytest.approx(max(p_low, p_high), rel=TOL)
+
+
 def test_unpaired_tost_is_student_with_2n_minus_2_dof():
     rng = np.random.default_rng(1)
     x, y = rng.normal(3.5, 1, 29), rng.normal(3.2, 1, 29)
