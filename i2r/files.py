@@ -8,6 +8,7 @@ file or the new one, never half of one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import tempfile
@@ -83,6 +84,15 @@ def _check_folder_writable(folder: Path, option: str, named: Path) -> None:
             pass
     except OSError as exc:
         raise UserError(f"{option} {named}: cannot write into {existing} ({exc.strerror or exc})") from None
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MB blocks (checkpoints run to hundreds of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _umask() -> int:

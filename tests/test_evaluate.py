@@ -148,6 +148,49 @@ def test_a_second_run_gives_identical_results(eval_run, tiny_checkpoint, tiny_da
         assert sf.read(a["ir_generated"])[0].tobytes() == sf.read(b["ir_generated"])[0].tobytes()
 
 
+def test_an_interrupted_run_resumes_with_the_examples_it_had_measured(tiny_checkpoint, tiny_dataset, tmp_path,
+                                                                       monkeypatch):
+    """Ctrl-C after the first batch of 2 (of 4 test examples); the next run measures only the other
+    two, and its results equal an uninterrupted run's, bit for bit."""
+    import i2r.evaluate
+
+    args = ["eval", tiny_checkpoint, "--data", tiny_dataset, "--save-wavs", "--baseline", "nn", "--batch-size", "2"]
+    assert run_cli(*args, "--out", tmp_path / "whole")[0] == 0
+    args += ["--out", tmp_path / "resumed"]
+    real_measure, real_generate, generated = i2r.evaluate.mfcc_spearman, i2r.evaluate.generate_examples, []
+
+    def interrupted_in_the_second_batch(*a):
+        generated.append(1)
+        if len(generated) == 2:
+            raise KeyboardInterrupt
+        return real_measure(*a)
+
+    monkeypatch.setattr(i2r.evaluate, "mfcc_spearman", interrupted_in_the_second_batch)
+    assert run_cli(*args)[0] == 130
+    assert not (tmp_path / "resumed" / "per_example.csv").exists()
+    assert len(list((tmp_path / "resumed").glob(".eval-partial-*"))) == 1
+
+    def counted(model, norm, images, indices, *rest):
+        generated.extend(indices)
+        return real_generate(model, norm, images, indices, *rest)
+
+    monkeypatch.setattr(i2r.evaluate, "mfcc_spearman", real_measure)
+    monkeypatch.setattr(i2r.evaluate, "generate_examples", counted)
+    generated.clear()
+    status, _, err = run_cli(*args)
+    assert status == 0 and "resuming: 2 of 4 examples already measured" in err
+    assert generated == [2, 3] and not list((tmp_path / "resumed").glob(".eval-partial-*"))
+    whole, resumed = read_rows(tmp_path / "whole" / "per_example.csv"), read_rows(tmp_path / "resumed" / "per_example.csv")
+    same = [c for c in whole[0] if c != "ir_generated"]
+    assert [[r[c] for c in same] for r in whole] == [[r[c] for c in same] for r in resumed]
+
+
+def test_a_journal_of_other_settings_is_not_reused(tiny_checkpoint, tiny_dataset, tmp_path):
+    (tmp_path / ".eval-partial-0-old.jsonl").write_text(json.dumps({"seed": 99}) + "\n" + json.dumps({"index": 0}) + "\n")
+    status, _, err = run_cli("eval", tiny_checkpoint, "--data", tiny_dataset, "--out", tmp_path)
+    assert status == 0 and "resuming" not in err and not list(tmp_path.glob(".eval-partial-*"))
+
+
 @pytest.mark.slow
 def test_torchrun_with_two_processes_matches_one_process(tiny_checkpoint, tiny_dataset, tmp_path):
     """Two gloo processes each take every other example; rank 0 gathers them in data set order.

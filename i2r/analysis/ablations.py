@@ -28,6 +28,7 @@ from i2r.data.manifest import SPLITS
 from i2r.devices import resolve_device
 from i2r.errors import UserError
 from i2r.evaluate import T60_DEFINITIONS, EvalConfig, error_stats, evaluate
+from i2r.files import file_sha256
 from i2r.report import figure, format_number, heading, paragraph, save_figure, table, write_report
 
 DEPTH_LABELS = {"auto": "estimated", "0": "constant 0", "0.5": "constant 0.5"}
@@ -186,21 +187,13 @@ def load_protocol(path: str | Path) -> AblationProtocol:
     return protocol
 
 
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def data_fingerprint(data: str) -> str:
     """SHA-256 of what a data set is: its manifest CSV's bytes, or for other layouts (pix2pix) the
     list of its files with sizes and modification times. A changed test set is a new evaluation."""
     path = Path(data)
     manifest = path / "manifest.csv" if path.is_dir() else path
     if manifest.is_file():
-        return _file_sha256(str(manifest))
+        return file_sha256(str(manifest))
     listing = sorted(f"{p.relative_to(path)}\t{p.stat().st_size}\t{p.stat().st_mtime_ns}"
                      for p in path.rglob("*") if p.is_file())
     return hashlib.sha256("\n".join(listing).encode()).hexdigest()
@@ -214,7 +207,7 @@ def cached_evaluation(config: EvalConfig, cache_root: Path, label: str = "") -> 
     """
     settings = {k: v for k, v in vars(config).items() if k not in ("checkpoint", "out", "device", "batch_size")}
     settings["data_fingerprint"] = data_fingerprint(config.data)
-    key = hashlib.sha256((_file_sha256(config.checkpoint) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
+    key = hashlib.sha256((file_sha256(config.checkpoint) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
     folder = cache_root / key[:20]
     if (folder / "metrics.json").is_file():
         print(f"reusing evaluation {label} {folder}", file=sys.stderr)
