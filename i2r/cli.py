@@ -436,7 +436,8 @@ def _add_generate(sub):
         "and OUT/<stem>_depth.png; with --apply DRY.wav also OUT/<stem>_<dry stem>_wet.wav (FFT convolution,\n"
         "scaled to the dry signal's peak or below, never clipped). Images are batched; folders are searched\n"
         "for images; unreadable images are reported, skipped and counted. OUT/generate.json records the run.\n"
-        "Exit status: 0 if every image gave an IR; 2 if any could not be read (each gets an `error:` line).\n\n"
+        "Exit status: 0 if every image gave an IR; 2 if any could not be read (each gets an `error:` line).\n"
+        "An interrupted run resumes: the same command again writes only the batches not yet written.\n\n"
         "  i2r generate photo.jpg --checkpoint RUN/last.pt --out generated/\n"
         "  i2r generate photos/ --checkpoint RUN/last.pt --out generated/ --depth 0.5 --apply speech.wav",
     )

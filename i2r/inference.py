@@ -241,6 +241,10 @@ def generate_files(config: GenerateConfig, progress: bool = False) -> GenerateSu
     met twice (same name in two folders) gets ``_2``, ``_3``... rather than overwriting.
     Unreadable images are skipped and counted; a bad checkpoint, depth mode or dry file is a
     :class:`UserError` before any work. ``progress`` shows a tqdm bar on stderr.
+
+    An interrupted run resumes: each finished batch is journalled in ``OUT/.generate-partial.jsonl``
+    (headed by everything that decides the outputs), and the same command skips the batches whose
+    files are all on disk. The journal goes once ``generate.json`` is written.
     """
     device = resolve_device(config.device)
     pipeline = Image2ReverbPipeline.from_checkpoint(config.checkpoint, device, precision=config.precision,
@@ -252,27 +256,90 @@ def generate_files(config: GenerateConfig, progress: bool = False) -> GenerateSu
         raise UserError(f"no images found in {', '.join(map(str, config.images))}")
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    summary = GenerateSummary()
+    identity = _identity(config, images)
+    finished = _journalled_batches(out / _JOURNAL, identity, out)
+    if finished:
+        batches = -(-len(images) // config.batch_size)
+        print(f"generate: resuming: {len(finished)} of {batches} batches already written in {out}", file=sys.stderr)
+    summary, taken = GenerateSummary(), set()
     bar = tqdm(total=len(images), desc="generate", unit="image", file=sys.stderr, disable=not progress)
-    for start in range(0, len(images), config.batch_size):
-        loaded = _load_batch(images[start : start + config.batch_size], pipeline.config.image_size, summary)
-        if loaded:
-            paths, tensors = zip(*loaded)
-            result = pipeline.generate(torch.stack(tensors), config.depth_mode, config.seed)
-            for key, value in result.seconds.items():
-                summary.seconds[key] = summary.seconds.get(key, 0.0) + value
-            for i, path in enumerate(paths):
-                summary.written.append(_write_outputs(out, _unique_stem(path, summary.written), result, i, dry))
-        bar.update(min(config.batch_size, len(images) - start))
+    with open(out / _JOURNAL, "w", encoding="utf-8") as journal:
+        journal.write(json.dumps(identity) + "\n")
+        for start in range(0, len(images), config.batch_size):
+            batch = finished.get(start)
+            if batch is None:
+                batch = _generate_batch(pipeline, images[start:start + config.batch_size], config, out, dry, taken,
+                                        summary)
+            else:
+                for _, reason in batch["skipped"]:  # said again: the exit status still counts them
+                    tqdm.write(f"error: {reason}", file=sys.stderr)
+            summary.written.extend(batch["written"])
+            summary.skipped.extend(tuple(s) for s in batch["skipped"])
+            taken.update(Path(w).stem for w in batch["written"])
+            journal.write(json.dumps({"start": start} | batch) + "\n")
+            journal.flush()
+            bar.update(min(config.batch_size, len(images) - start))
     bar.close()
     record = {"config": _config_record(config), "written": summary.written, "skipped": summary.skipped}
     atomic_write_text(out / "generate.json", json.dumps(record, indent=2) + "\n")
+    (out / _JOURNAL).unlink()
     return summary
 
 
-def _unique_stem(path: Path, written: list) -> str:
-    """The image's stem, suffixed ``_2``, ``_3``... when an earlier image had the same stem."""
-    taken = {Path(w).stem for w in written}
+_JOURNAL = ".generate-partial.jsonl"
+
+
+def _generate_batch(pipeline, paths, config: GenerateConfig, out: Path, dry: dict, taken: set,
+                    summary: GenerateSummary) -> dict:
+    """Generate and write one batch; ``{"written": [wav paths], "skipped": [(image, reason)]}``."""
+    skipped: list = []
+    loaded = _load_batch(paths, pipeline.config.image_size, skipped)
+    written = []
+    if loaded:
+        images, tensors = zip(*loaded)
+        result = pipeline.generate(torch.stack(tensors), config.depth_mode, config.seed)
+        for key, value in result.seconds.items():
+            summary.seconds[key] = summary.seconds.get(key, 0.0) + value
+        for i, path in enumerate(images):
+            written.append(_write_outputs(out, _unique_stem(path, taken), result, i, dry))
+            taken.add(Path(written[-1]).stem)
+    return {"written": written, "skipped": skipped}
+
+
+def _identity(config: GenerateConfig, images: list[Path]) -> dict:
+    """Everything that decides the files written: a journal made under another identity is not reused."""
+    from i2r import __version__
+    from i2r.files import file_sha256
+
+    settings = {k: v for k, v in _config_record(config).items() if k not in ("images", "checkpoint", "out", "device")}
+    return {"i2r": __version__, "checkpoint_sha256": file_sha256(config.checkpoint), "settings": settings,
+            "images": [str(p) for p in images], "apply_sha256": [file_sha256(p) for p in config.apply]}
+
+
+def _journalled_batches(path: Path, identity: dict, out: Path) -> dict[int, dict]:
+    """Batches (by first image's position) that an interrupted run of ``identity`` finished, with
+    every file they wrote still in ``out``; a line cut off by the interruption is done again."""
+    if not path.is_file():
+        return {}
+    lines = path.read_text(encoding="utf-8").split("\n")
+    try:
+        if json.loads(lines[0]) != identity:
+            return {}
+    except ValueError:
+        return {}
+    batches = {}
+    for line in lines[1:]:
+        try:
+            batch = json.loads(line)
+        except ValueError:
+            continue
+        if all(Path(w).is_file() for w in batch["written"]):
+            batches[batch.pop("start")] = batch
+    return batches
+
+
+def _unique_stem(path: Path, taken: set) -> str:
+    """The image's stem, suffixed ``_2``, ``_3``... when an earlier image had the stem (in ``taken``)."""
     stem, n = path.stem, 1
     while stem in taken:
         n += 1
@@ -280,13 +347,14 @@ def _unique_stem(path: Path, written: list) -> str:
     return stem
 
 
-def _load_batch(paths, size: int, summary: GenerateSummary) -> list:
+def _load_batch(paths, size: int, skipped: list) -> list:
+    """``[(path, image tensor)]`` of the readable images; each other one goes to ``skipped``."""
     loaded = []
     for path in paths:
         try:
             loaded.append((path, load_image(path, size)))
         except UserError as exc:
-            summary.skipped.append((str(path), str(exc)))
+            skipped.append((str(path), str(exc)))
             tqdm.write(f"error: {exc}", file=sys.stderr)  # above the progress bar, on a line of its own
     return loaded
 

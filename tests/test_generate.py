@@ -96,6 +96,36 @@ def test_generate_reports_bad_inputs_as_errors(tmp_path, checkpoint, images, cap
     assert "no images found" in capsys.readouterr().err
 
 
+def test_an_interrupted_run_resumes_and_writes_the_same_files(tmp_path, checkpoint, images, monkeypatch, capsys):
+    """Batches of two over broken.jpg, hall.png and room.jpg (sorted); Ctrl-C while generating the
+    second batch. The rerun generates only that one, repeats broken.jpg's error line, and every wav
+    equals an uninterrupted run's."""
+    assert _generate(images, "--checkpoint", checkpoint, "--out", tmp_path / "whole") == 2
+    real, calls = Image2ReverbPipeline.generate, []
+
+    def interrupted_in_the_second_batch(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Image2ReverbPipeline, "generate", interrupted_in_the_second_batch)
+    resumed = tmp_path / "resumed"
+    assert _generate(images, "--checkpoint", checkpoint, "--out", resumed) == 130
+    assert not (resumed / "generate.json").exists() and (resumed / "hall.wav").is_file()
+    calls.clear()
+    monkeypatch.setattr(Image2ReverbPipeline, "generate", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    capsys.readouterr()
+    assert _generate(images, "--checkpoint", checkpoint, "--out", resumed) == 2
+    err = capsys.readouterr().err
+    assert len(calls) == 1 and "resuming: 1 of 2 batches already written" in err and "broken.jpg" in err
+    assert not (resumed / ".generate-partial.jsonl").exists()
+    whole, again = (json.loads((folder / "generate.json").read_text()) for folder in (tmp_path / "whole", resumed))
+    assert [Path(p).name for p in again["written"]] == [Path(p).name for p in whole["written"]] == ["hall.wav", "room.wav"]
+    for name in ("hall.wav", "room.wav"):
+        assert sf.read(resumed / name)[0].tobytes() == sf.read(tmp_path / "whole" / name)[0].tobytes()
+
+
 def test_pipeline_is_seeded_and_steerable(checkpoint):
     pipeline = Image2ReverbPipeline.from_checkpoint(checkpoint, precision="fp32", griffin_lim_iters=2)
     photo = Image.open(DATA / "images" / "interior_clinic_waiting_room.jpg")
