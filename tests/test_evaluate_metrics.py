@@ -73,7 +73,7 @@ def test_config_rejects_unknown_choices():
         EvalConfig(checkpoint="c.pt", data="d", t60_definition="t99")
     with pytest.raises(UserError, match="baseline"):
         EvalConfig(checkpoint="c.pt", data="d", baseline="oracle")
-    with pytest.raises(UserError, match="unknown device 'gpu'"):
+    with pytest.raises(UserError, match="--device 'gpu': expected auto, cpu, cuda or cuda:N"):
         EvalConfig(checkpoint="c.pt", data="d", device="gpu")
     with pytest.raises(UserError, match="--baseline nn"):
         EvalConfig(checkpoint="c.pt", data="d", places_weights="w.pth.tar")
