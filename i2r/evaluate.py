@@ -506,7 +506,8 @@ def plot_errors(records: list[dict], out_dir: Path) -> list[Path]:
     ax.set_title("Signed T60 error, (generated - true) / true")
     fig.tight_layout()
     written.append(out_dir / "t60_error.png")
-    fig.savefig(written[-1], dpi=120)
+    with atomic_open(written[-1], "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
 
     bands = sorted({float(k.split("_")[1]) for k in (kept[0] if kept else {}) if k.startswith("t30_") and k.endswith("_true_s")})
@@ -532,7 +533,8 @@ def plot_errors(records: list[dict], out_dir: Path) -> list[Path]:
         ax.axis("off")
     fig.tight_layout()
     written.append(out_dir / "t60_scatter.png")
-    fig.savefig(written[-1], dpi=120)
+    with atomic_open(written[-1], "wb") as handle:
+        fig.savefig(handle, format="png", dpi=120)
     plt.close(fig)
     return written
 
