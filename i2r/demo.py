@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from i2r.errors import UserError
+from i2r.seeds import check_seed
 
 PAPER_TABLE3 = {"main": (-6.03, 78.8), "-depth": (-9.17, 83.1), "-T60p": (-7.1, 85.97),
                 "-Places365": (43.15, 144.3), "NN": (149.0, 491.02)}
@@ -116,8 +117,7 @@ class DemoConfig:
             raise UserError(f"--scenes must be at least 30 (for train, validation and test rooms), got {self.n_scenes}")
         if self.batch_size < 1:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
-        if self.seed < 0:
-            raise UserError(f"--seed must be 0 or more, got {self.seed}")
+        check_seed(self.seed)
 
     @property
     def cache_dir(self) -> Path:

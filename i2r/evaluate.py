@@ -43,6 +43,7 @@ from i2r.audio import HOP, SAMPLE_RATE, ir_to_logspec, save_wav
 from i2r.devices import resolve_device
 from i2r.errors import UserError
 from i2r.files import atomic_open, atomic_write_text, file_sha256
+from i2r.seeds import check_seed
 
 T60_DEFINITIONS = {
     "t30": "ISO 3382-1 single number: mean of T30 (-5 to -35 dB fit, Lundeby-compensated Schroeder "
@@ -83,6 +84,7 @@ class EvalConfig:
             raise UserError("Places365 weights are only used by the NN baseline: add --baseline nn")
         if self.batch_size < 1:
             raise UserError("batch size must be at least 1")
+        check_seed(self.seed)
         resolve_device(self.device)
 
 

@@ -29,6 +29,7 @@ from i2r.audio import IR_SAMPLES, SAMPLE_RATE, SpectrogramNorm, load_audio, logs
 from i2r.data import images as image_io
 from i2r.devices import resolve_device
 from i2r.errors import UserError
+from i2r.seeds import check_seed
 from i2r.files import atomic_write_bytes, atomic_write_text
 from i2r.models import Image2Reverb
 
@@ -185,6 +186,7 @@ class GenerateConfig:
             raise UserError(f"--batch-size must be at least 1, got {self.batch_size}")
         if self.griffin_lim_iters < 0:
             raise UserError(f"--griffin-lim-iters must be 0 or more, got {self.griffin_lim_iters}")
+        check_seed(self.seed)
 
 
 @dataclass

@@ -47,6 +47,7 @@ from i2r.checkpoint import capture_rng_state, check_same, load_checkpoint, resto
 from i2r.data.datasets import PairedDataset
 from i2r.devices import resolve_device
 from i2r.errors import UserError
+from i2r.seeds import check_seed
 from i2r.files import atomic_open, atomic_write_text
 from i2r.models import Image2Reverb, ModelConfig
 from i2r.models.losses import (LossWeights, discriminator_loss, generator_loss, spectrogram_decay_db,
@@ -106,7 +107,8 @@ class TrainConfig:
         for name in ("batch_size", "checkpoint_every", "log_every", "epochs"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("val_every", "val_rooms", "max_steps", "threads", "num_workers", "seed", "stop_after_step"):
+        check_seed(self.seed)
+        for name in ("val_every", "val_rooms", "max_steps", "threads", "num_workers", "stop_after_step"):
             if getattr(self, name) < 0:
                 raise UserError(f"{name} must be 0 or more, got {getattr(self, name)}")
         # `not x >= 0` also refuses NaN, which would otherwise train to a NaN checkpoint

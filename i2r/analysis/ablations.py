@@ -30,12 +30,10 @@ from i2r.errors import UserError
 from i2r.evaluate import T60_DEFINITIONS, EvalConfig, error_stats, evaluate
 from i2r.files import file_sha256
 from i2r.report import figure, format_number, heading, paragraph, save_figure, table, write_report
+from i2r.seeds import check_seed
 
 DEPTH_LABELS = {"auto": "estimated", "0": "constant 0", "0.5": "constant 0.5"}
 N_BOOTSTRAP = 10_000
-# NumPy's bootstrap generator takes any seed >= 0, but eval's per-example torch seeds are
-# seed x 1,000,003 + index and overflow 64 bits past ~1.8e13; 2**32 - 1 is ample and safe.
-MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -96,11 +94,10 @@ def _string(table: dict, key: str, where: str, what: str, default: str | None = 
     return value
 
 
-def _whole(table: dict, key: str, where: str, default: int, least: int, most: int | None = None) -> int:
+def _whole(table: dict, key: str, where: str, default: int, least: int) -> int:
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < least or (most is not None and value > most):
-        span = f"from {least} to {most}" if most is not None else f"of at least {least}"
-        raise UserError(f"{where}: [protocol] {key} must be a whole number {span}, not {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < least:
+        raise UserError(f"{where}: [protocol] {key} must be a whole number of at least {least}, not {value!r}")
     return value
 
 
@@ -173,7 +170,7 @@ def load_protocol(path: str | Path) -> AblationProtocol:
         path=str(path), name=head["name"], data=resolve(head["data"]), split=split, t60_definition=t60_definition,
         out=resolve(_string(head, "out", str(path), "[protocol]", "reports/ablations")),
         depth_settings=_depth_settings(head, str(path)), main=_string(head, "main", str(path), "[protocol]", "main"),
-        seed=_whole(head, "seed", str(path), 0, 0, MAX_SEED),
+        seed=check_seed(head.get("seed", 0), f"{path}: [protocol] seed"),
         batch_size=_whole(head, "batch_size", str(path), 8, 1),
         train=dict(train), synth=dict(synth), variants=variants)
     if protocol.main not in names:

@@ -40,6 +40,7 @@ from i2r.audio import AUDIO_EXTENSIONS, load_audio, to_mono
 from i2r.data.manifest import resolve_cell
 from i2r.errors import UserError
 from i2r.files import atomic_open, atomic_write_text
+from i2r.seeds import check_seed
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 BAND_RANGE_HZ = (125.0, 4000.0)
@@ -50,7 +51,6 @@ ANALYSIS_BATCH = 128  # IRs per analyze() call: 128 x 5.94 s at 22.05 kHz is 134
 # them (100 MP) is past Pillow's decompression-bomb limit, and --thumb 100000 would allocate tens
 # of gigabytes per cell. The mosaic as a whole is held to that limit too (_check_mosaic_size).
 MAX_THUMB_PX = 1024
-MAX_SEED = 2**32 - 1  # scikit-learn and openTSNE seed NumPy's RandomState, which takes 0..2**32 - 1
 
 
 def _is_int(value) -> bool:
@@ -89,8 +89,7 @@ class TsneGridConfig:
         if not (isinstance(self.perplexity, numbers.Real) and not isinstance(self.perplexity, bool)
                 and math.isfinite(self.perplexity) and self.perplexity > 0):
             raise UserError(f"--perplexity must be a positive number, not {self.perplexity!r}")
-        if not (_is_int(self.seed) and 0 <= self.seed <= MAX_SEED):
-            raise UserError(f"--seed must be a whole number from 0 to {MAX_SEED}, not {self.seed!r}")
+        check_seed(self.seed)
         if not (_is_int(self.thumb) and 1 <= self.thumb <= MAX_THUMB_PX):
             raise UserError(f"--thumb must be a whole number of pixels from 1 to {MAX_THUMB_PX}, not {self.thumb!r}")
         if self.method not in ("opentsne", "sklearn"):

@@ -40,6 +40,7 @@ from i2r.data.synthetic.render import DEPTH_MAX_M, RenderConfig, depth_to_png_ar
 from i2r.data.synthetic.scene import SURFACES, Scene, draw_scene
 from i2r.errors import UserError
 from i2r.files import atomic_open, atomic_write_text, writable_dir
+from i2r.seeds import check_seed
 
 _BAND_COLUMNS = [f"t60_{int(f)}_s" for f in BANDS_HZ]
 MANIFEST_COLUMNS = (
@@ -336,8 +337,7 @@ def _validate(config: SynthConfig) -> None:
         raise UserError(f"--n must be at least 1, got {config.n}")
     if config.jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {config.jobs}")
-    if config.seed < 0:
-        raise UserError(f"--seed must be 0 or more, got {config.seed}")
+    check_seed(config.seed)
     if not 32 <= config.image_size <= _MAX_IMAGE_SIZE:
         raise UserError(f"--image-size must be 32 to {_MAX_IMAGE_SIZE} pixels, got {config.image_size}")
     split = np.asarray(config.split, dtype=np.float64)
