@@ -34,6 +34,26 @@ def _config(args: argparse.Namespace, config_class):
     return config_class(**{k: v for k, v in vars(args).items() if k in fields})
 
 
+def _output_folder(value: str) -> str:
+    """argparse type of an output folder: refused while parsing, before any work, when nothing can
+    be written there (it is not created yet; see :func:`i2r.files.writable_dir`)."""
+    return _checked(writable_dir, value)
+
+
+def _output_file(value: str) -> str:
+    """argparse type of an output file (see :func:`i2r.files.writable_file`)."""
+    return _checked(writable_file, value)
+
+
+def _checked(check, value: str) -> str:
+    if value:  # an empty value means the command's own default place
+        try:
+            check(value)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _add_command(sub, name: str, help_text: str, description: str) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help_text, description=description, formatter_class=_formatter)
 
@@ -64,11 +84,11 @@ def _add_analyze(sub):
     p.add_argument("inputs", nargs="+", metavar="FILE", help="WAV/FLAC files or folders (walked recursively)")
     p.add_argument("--bands", choices=("octave", "third"), default="octave", help="band set (default octave)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
-    p.add_argument("--plot", metavar="DIR", help="write one decay-curve PNG per file into DIR")
+    p.add_argument("--plot", metavar="DIR", type=_output_folder, help="write one decay-curve PNG per file into DIR")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
                    help="files decoded and analysed together (default 32; memory ~ 2 x jobs x N files)")
-    p.add_argument("--out", metavar="FILE", help="write the results to FILE instead of stdout")
+    p.add_argument("--out", metavar="FILE", type=_output_file, help="write the results to FILE instead of stdout")
     p.add_argument("--resume", action="store_true", help="with --format csv --out FILE: skip files already in FILE")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_analyze)
@@ -80,11 +100,6 @@ def _run_analyze(args) -> int:
     config = AnalyzeConfig(bands=args.bands, format=args.format, jobs=args.jobs, chunk_size=args.batch_size,
                            plot_dir=args.plot, out=args.out, resume=args.resume,
                            progress=not args.quiet and sys.stderr.isatty())
-    # checked before any file is measured, so that a typo costs nothing
-    if args.out:
-        writable_file(args.out, "--out")
-    if args.plot:
-        writable_dir(args.plot, "--plot")
     summary = run_analysis(args.inputs, config)
     if summary.failed or summary.skipped or summary.analysed > 1:
         sys.stderr.write(f"analyze: {summary.analysed} analysed, {summary.failed} failed, "
@@ -106,7 +121,8 @@ def _add_survey_stats(sub):
     )
     p.add_argument("responses", nargs="+", help="responses CSV(s), tidy or wide; several files are pooled "
                    "(e.g. one downloaded per participant)")
-    p.add_argument("--out", metavar="DIR", help="also write Table 4 (md, html), fig9.png, report.md/html and the JSON here")
+    p.add_argument("--out", metavar="DIR", type=_output_folder,
+                   help="also write Table 4 (md, html), fig9.png, report.md/html and the JSON here")
     p.add_argument("--format", choices=("table", "json"), default="table", help="stdout format (default: table)")
     p.add_argument("--tost", choices=("paired", "unpaired"), default="paired",
                    help="paired TOST (default) or unpaired Student TOST, the paper's Table 4 choice (56 dof)")
@@ -122,8 +138,6 @@ def _run_survey_stats(args) -> int:
     from i2r.survey.stats import SurveyStatsConfig, analyze_csv
 
     config = SurveyStatsConfig(tost=args.tost, bound=args.bound, layout=args.layout)
-    if args.out:  # after the config: a bad option leaves no folder behind
-        writable_dir(args.out, "--out")
     result = analyze_csv(args.responses, config)
     if args.out:
         paths = write_outputs(result, args.out)
@@ -144,7 +158,8 @@ def _add_survey_build(sub):
     )
     p.add_argument("examples", help="CSV of examples: image, real_ir, generated_ir, scene[, example]")
     p.add_argument("--dry", required=True, help="dry (anechoic) signal to convolve with every IR")
-    p.add_argument("--out", metavar="DIR", default="survey_site", help="output folder (default: survey_site)")
+    p.add_argument("--out", metavar="DIR", type=_output_folder, default="survey_site",
+                   help="output folder (default: survey_site)")
     p.add_argument("--title", default="Reverb listening test", help="page title")
     p.add_argument("--lufs", type=float, default=-23.0, help="target integrated loudness in LUFS (default: -23)")
     p.add_argument("--peak-dbfs", type=float, default=-1.0, help="sample-peak ceiling in dBFS (default: -1)")
@@ -158,7 +173,6 @@ def _run_survey_build(args) -> int:
 
     config = SurveyBuildConfig(examples_csv=args.examples, dry=args.dry, out=args.out, title=args.title,
                                target_lufs=args.lufs, peak_dbfs=args.peak_dbfs, allow_outside=args.allow_outside)
-    writable_dir(args.out, "--out")
     manifest = build_survey(config)
     levels = manifest["levels"]
     sys.stdout.write(f"{len(manifest['stimuli'])} stimuli at {levels['loudness_lufs']:.1f} LUFS "
@@ -181,7 +195,7 @@ def _add_train(sub):
         "  i2r train --data DATA --out RUN --resume      (continues exactly where RUN/last.pt left off)",
     )
     p.add_argument("--data", required=True, help="paired data set folder (manifest CSV or pix2pix train_A/train_B)")
-    p.add_argument("--out", required=True, help="run folder: last.pt, config.json, metrics.csv, tb/")
+    p.add_argument("--out", required=True, type=_output_folder, help="run folder: last.pt, config.json, metrics.csv, tb/")
     p.add_argument("--preset", choices=("small", "paper"), default="small",
                    help="small (128x128, ResNet-18) or paper (512x512, ResNet-50) (default: %(default)s)")
     p.add_argument("--resolution", type=int, default=0, help="spectrogram side overriding the preset's (32-512)")
@@ -238,7 +252,6 @@ def _run_train(args) -> int:
     from i2r.train import TrainConfig, train
 
     config = _config(args, TrainConfig)
-    writable_dir(args.out, "--out")
     summary = train(config)
     if summary["rank"] == 0:
         sys.stdout.write(json.dumps(summary) + "\n")
@@ -262,7 +275,7 @@ def _add_eval(sub):
     )
     p.add_argument("checkpoint", help="a checkpoint written by i2r train (e.g. RUN/last.pt)")
     p.add_argument("--data", required=True, help="paired data set folder (manifest CSV or pix2pix test_A/test_B)")
-    p.add_argument("--out", default="reports/eval", help="output folder (default: %(default)s)")
+    p.add_argument("--out", default="reports/eval", type=_output_folder, help="output folder (default: %(default)s)")
     p.add_argument("--split", default="test", help="which split to evaluate (default: %(default)s)")
     p.add_argument("--depth", default=None, help="auto, 0, 0.5 or none; default: the checkpoint's own depth mode")
     p.add_argument("--t60", dest="t60_definition", choices=("t30", "irstats", "t60p"), default="t30",
@@ -286,7 +299,6 @@ def _run_eval(args) -> int:
     from i2r.evaluate import EvalConfig, evaluate
 
     config = _config(args, EvalConfig)
-    writable_dir(args.out, "--out")
     metrics = evaluate(config)
     if metrics is None:
         return 0
@@ -328,7 +340,7 @@ def _add_report(sub):
     )
     p.add_argument("--ablations", nargs="?", const="eval/ablations.toml", metavar="PROTOCOL.toml", required=True,
                    help="the protocol (default when given without a value: %(const)s)")
-    p.add_argument("--out", default=None, help="report folder (default: the protocol's `out`)")
+    p.add_argument("--out", default=None, type=_output_folder, help="report folder (default: the protocol's `out`)")
     p.add_argument("--train", action="store_true", help="train the variants whose checkpoints are missing")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.set_defaults(func=_run_report)
@@ -337,8 +349,6 @@ def _add_report(sub):
 def _run_report(args) -> int:
     from i2r.analysis.ablations import load_protocol, run_ablations
 
-    if args.out:
-        writable_dir(args.out, "--out")
     result = run_ablations(load_protocol(args.ablations), train_missing=args.train, out=args.out, device=args.device)
     sys.stdout.write(f"report: {result['report']['markdown']}\n")
     return 0
@@ -392,8 +402,8 @@ def _add_demo(sub):
         "  i2r demo --minutes 2 --format json",
     )
     p.add_argument("--minutes", type=float, default=10.0, help="training time budget in minutes (default: %(default)s)")
-    p.add_argument("--out", default="reports/demo", help="report and run folder (default: %(default)s)")
-    p.add_argument("--cache", default="", help="where synthetic data sets are kept (default: ~/.cache/i2r)")
+    p.add_argument("--out", default="reports/demo", type=_output_folder, help="report and run folder (default: %(default)s)")
+    p.add_argument("--cache", default="", type=_output_folder, help="where synthetic data sets are kept (default: ~/.cache/i2r)")
     p.add_argument("--scenes", dest="n_scenes", type=int, default=1000,
                    help="synthetic rooms to make, split 80/10/10 train/val/test (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=8, help="training batch size (default: %(default)s)")
@@ -414,9 +424,6 @@ def _run_demo(args) -> int:
     from i2r.demo import DemoConfig, run_demo
 
     config = _config(args, DemoConfig)
-    writable_dir(args.out, "--out")
-    if args.cache:
-        writable_dir(args.cache, "--cache")
     summary = run_demo(config)
     if args.format == "json":
         sys.stdout.write(json.dumps(summary) + "\n")
@@ -443,7 +450,7 @@ def _add_generate(sub):
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or folders of images")
     p.add_argument("--checkpoint", required=True, help="a checkpoint written by i2r train (e.g. RUN/last.pt)")
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, type=_output_folder, help="output folder")
     p.add_argument("--depth", dest="depth_mode", default=None,
                    help="auto (Monodepth2), none, or a constant disparity such as 0 or 0.5 (the paper's depth "
                    "steering); default: the checkpoint's own depth mode")
@@ -464,7 +471,6 @@ def _run_generate(args) -> int:
     from i2r.inference import GenerateConfig, generate_files
 
     config = _config(args, GenerateConfig)
-    writable_dir(args.out, "--out")
     summary = generate_files(config, progress=True)
     sys.stdout.write(f"{len(summary.written)} IRs written to {args.out}/; {len(summary.skipped)} images skipped\n")
     return 2 if summary.skipped else 0
@@ -485,7 +491,7 @@ def _add_prepare(sub):
         "  i2r prepare raw/panoramas --out data/views --equirect-views 8 --fov 90 --layout pix2pix",
     )
     p.add_argument("raw", metavar="RAW", help="raw data: manifest CSV, folder with manifest.csv, or pix2pix folder")
-    p.add_argument("--out", required=True, help="output folder (created; reused to resume)")
+    p.add_argument("--out", required=True, type=_output_folder, help="output folder (created; reused to resume)")
     p.add_argument("--image-size", type=int, default=256, help="side of the square output images in px (default: %(default)s)")
     p.add_argument("--layout", choices=["manifest", "pix2pix"], default="manifest",
                    help="output layout (default: %(default)s); manifest.csv is written in both")
@@ -503,7 +509,6 @@ def _run_prepare(args) -> int:
     config = PrepareConfig(raw=args.raw, out=args.out, image_size=args.image_size, layout=args.layout,
                            equirect_views=args.equirect_views, fov_deg=args.fov, pitch_deg=args.pitch,
                            allow_outside=args.allow_outside)
-    writable_dir(args.out, "--out")
     summary = prepare_dataset(config)
     for path, reason in summary.bad:
         sys.stderr.write(f"skipped {path}: {reason}\n")
@@ -528,7 +533,7 @@ def _add_tsne_grid(sub):
         "  i2r tsne-grid my_irs/ --features reports/tsne/assignments.csv --seed 1",
     )
     p.add_argument("results_dir", metavar="RESULTS_DIR", help="eval run folder or folder of IRs + images")
-    p.add_argument("--out", default="reports/tsne-grid", help="output folder (default: %(default)s)")
+    p.add_argument("--out", default="reports/tsne-grid", type=_output_folder, help="output folder (default: %(default)s)")
     p.add_argument("--perplexity", type=float, default=30.0, help="t-SNE perplexity (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="t-SNE random seed (default: %(default)s)")
     p.add_argument("--thumb", type=int, default=32, metavar="PX", help="mosaic cell size in px, 1-1024 (default: %(default)s)")
@@ -546,7 +551,6 @@ def _run_tsne_grid(args) -> int:
 
     config = TsneGridConfig(perplexity=args.perplexity, seed=args.seed, thumb=args.thumb, method=args.method,
                             n_jobs=args.jobs, iterations=args.iterations, features_csv=args.features)
-    writable_dir(args.out, "--out")
     result = run_tsne_grid(args.results_dir, args.out, config)
     s = result.summary
     sys.stdout.write(f"{args.out}: {s['n']} IRs on a {s['grid'][0]}x{s['grid'][1]} grid; "
@@ -573,7 +577,7 @@ def _add_gradcam(sub):
     p.add_argument("--checkpoint", required=True, help="trained model checkpoint (i2r train's last.pt)")
     p.add_argument("--pretrained", metavar="PLACES.pth.tar", help="Places365 ResNet-50 weights (resnet50_places365.pth.tar)")
     p.add_argument("--feature", type=int, metavar="K", help="output feature to explain (default: each network's greatest)")
-    p.add_argument("--out", default="reports/gradcam", help="output folder (default: %(default)s)")
+    p.add_argument("--out", default="reports/gradcam", type=_output_folder, help="output folder (default: %(default)s)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default: %(default)s)")
     p.set_defaults(func=_run_gradcam)
 
@@ -583,7 +587,6 @@ def _run_gradcam(args) -> int:
 
     config = GradCamConfig(checkpoint=args.checkpoint, pretrained=args.pretrained, feature=args.feature,
                            out=args.out, device=args.device)
-    writable_dir(args.out, "--out")
     rows = run_gradcam(args.images, config)
     for row in rows:
         if "error" in row:

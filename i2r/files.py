@@ -49,41 +49,41 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
         raise
 
 
-def writable_dir(path: str | os.PathLike, option: str) -> Path:
+def writable_dir(path: str | os.PathLike) -> Path:
     """Make sure results can be written into folder ``path`` before any work starts, without
     creating it (a run refused later for another reason leaves nothing behind).
 
     A probe file is written to and removed from the folder, or from its nearest existing parent
     when it does not exist yet: permission bits do not tell (root ignores them, and /proc or a
-    read-only mount refuses anyway). Raises :class:`UserError` naming ``option`` (e.g. ``"--out"``)
-    when ``path`` or a parent is a file, or nothing can be written there.
+    read-only mount refuses anyway). Raises :class:`UserError` naming ``path`` when it or a parent
+    is a file, or nothing can be written there.
     """
     path = Path(path)
-    _check_folder_writable(path, option, path)
+    _check_folder_writable(path, path)
     return path
 
 
-def writable_file(path: str | os.PathLike, option: str) -> Path:
+def writable_file(path: str | os.PathLike) -> Path:
     """Make sure file ``path`` can be written (atomically, beside it) before any work starts:
     it must not be a folder, and its folder must be writable (see :func:`writable_dir`)."""
     path = Path(path)
     if path.is_dir():
-        raise UserError(f"{option} {path}: is a folder, expected a file")
-    _check_folder_writable(path.parent, option, path)
+        raise UserError(f"{path}: is a folder, expected a file")
+    _check_folder_writable(path.parent, path)
     return path
 
 
-def _check_folder_writable(folder: Path, option: str, named: Path) -> None:
-    """See :func:`writable_dir`; messages name ``option`` and the user's ``named`` path."""
+def _check_folder_writable(folder: Path, named: Path) -> None:
+    """See :func:`writable_dir`; messages name the user's ``named`` path."""
     existing = next(p for p in (folder, *folder.parents) if p.exists() or p == p.parent)
     if not existing.is_dir():
         which = "" if existing == named else f"{existing} "
-        raise UserError(f"{option} {named}: {which}is a file, expected a folder")
+        raise UserError(f"{named}: {which}is a file, expected a folder")
     try:
         with tempfile.TemporaryFile(dir=existing):
             pass
     except OSError as exc:
-        raise UserError(f"{option} {named}: cannot write into {existing} ({exc.strerror or exc})") from None
+        raise UserError(f"{named}: cannot write into {existing} ({exc.strerror or exc})") from None
 
 
 def file_sha256(path: str | os.PathLike) -> str:

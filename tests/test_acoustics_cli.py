@@ -225,8 +225,11 @@ def test_an_unwritable_output_is_refused_before_any_file_is_measured(tmp_path, c
     for args, reason in (((MONO, "--out", folder), "is a folder, expected a file"),
                          ((MONO, "--out", blocker / "r.csv"), "a file is a file, expected a folder"),
                          ((MONO, "--plot", blocker), "a file: is a file, expected a folder")):
-        code, out, err = run_cli(capsys, *args)
-        assert code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: --") and reason in err
+        with pytest.raises(SystemExit) as exc:  # refused while parsing the arguments
+            run_cli(capsys, *args)
+        out, err = capsys.readouterr()
+        assert exc.value.code == 2 and out == "" and err.count("\n") == 1 and err.startswith("error: argument --")
+        assert reason in err
     assert blocker.read_text() == "mine"
 
 

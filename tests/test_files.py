@@ -31,18 +31,18 @@ def test_output_locations_are_checked_before_work_and_not_created(tmp_path):
     from i2r.errors import UserError
     from i2r.files import writable_dir, writable_file
 
-    assert writable_dir(tmp_path / "new" / "deep", "--out") == tmp_path / "new" / "deep"
-    assert writable_file(tmp_path / "made" / "r.csv", "--out") == tmp_path / "made" / "r.csv"
+    assert writable_dir(tmp_path / "new" / "deep") == tmp_path / "new" / "deep"
+    assert writable_file(tmp_path / "made" / "r.csv") == tmp_path / "made" / "r.csv"
     blocker = tmp_path / "a file"
     blocker.write_text("mine")
-    with pytest.raises(UserError, match="--out .*a file: is a file, expected a folder"):
-        writable_dir(blocker, "--out")
-    with pytest.raises(UserError, match="--out .*is a folder, expected a file"):
-        writable_file(tmp_path, "--out")
-    with pytest.raises(UserError, match="--plot .*a file/sub: .*a file is a file, expected a folder"):
-        writable_dir(blocker / "sub", "--plot")
-    with pytest.raises(UserError, match="--out /proc/i2r/x.csv: cannot write into /proc "):
-        writable_file("/proc/i2r/x.csv", "--out")
+    with pytest.raises(UserError, match="a file: is a file, expected a folder"):
+        writable_dir(blocker)
+    with pytest.raises(UserError, match="is a folder, expected a file"):
+        writable_file(tmp_path)
+    with pytest.raises(UserError, match="a file/sub: .*a file is a file, expected a folder"):
+        writable_dir(blocker / "sub")
+    with pytest.raises(UserError, match="^/proc/i2r/x.csv: cannot write into /proc "):
+        writable_file("/proc/i2r/x.csv")
     # nothing was made: a run refused later for another reason leaves no empty folders
     assert blocker.read_text() == "mine" and os.listdir(tmp_path) == ["a file"]
 

@@ -209,7 +209,10 @@ def write_example(index: int, config: SynthConfig) -> dict:
 
 
 def _check_folder(config: SynthConfig) -> None:
-    out = writable_dir(config.out, "--out")
+    try:
+        out = writable_dir(config.out)
+    except UserError as exc:
+        raise UserError(f"--out {exc}") from None
     saved = out / _CONFIG
     if saved.exists():
         try:
