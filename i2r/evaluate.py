@@ -42,7 +42,7 @@ from i2r.acoustics import analyze, decay_time, t60p
 from i2r.audio import HOP, SAMPLE_RATE, ir_to_logspec, save_wav
 from i2r.devices import resolve_device
 from i2r.errors import UserError
-from i2r.files import atomic_open, atomic_write_text, file_sha256
+from i2r.files import atomic_open, atomic_write_text, file_sha256, read_journal
 from i2r.seeds import check_seed
 
 T60_DEFINITIONS = {
@@ -339,17 +339,7 @@ def _journalled_records(out: Path, identity: dict) -> dict[int, dict]:
     process; a line cut off by the interruption, and a record whose wav is gone, are measured again."""
     found = {}
     for path in sorted(out.glob(JOURNALS)):
-        lines = path.read_text(encoding="utf-8").split("\n")
-        try:
-            if json.loads(lines[0]) != identity:
-                continue
-        except ValueError:
-            continue
-        for line in lines[1:]:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
+        for record in read_journal(path, identity):
             if not identity["save_wavs"] or Path(record.get("ir_generated", "")).is_file():
                 found[int(record["index"])] = record
     return found

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -84,6 +85,25 @@ def _check_folder_writable(folder: Path, named: Path) -> None:
             pass
     except OSError as exc:
         raise UserError(f"{named}: cannot write into {existing} ({exc.strerror or exc})") from None
+
+
+def read_journal(path: str | os.PathLike, identity: dict) -> list[dict]:
+    """The records of a JSON-lines journal that an interrupted run wrote (its first line the run's
+    ``identity``, then one object per line), or none when it was written under another identity.
+    A line cut off by the interruption is left out: its work is simply done again."""
+    lines = Path(path).read_text(encoding="utf-8").split("\n")
+    try:
+        if json.loads(lines[0]) != identity:
+            return []
+    except ValueError:
+        return []
+    records = []
+    for line in lines[1:]:
+        try:
+            records.append(json.loads(line))
+        except ValueError:
+            continue
+    return records
 
 
 def file_sha256(path: str | os.PathLike) -> str:

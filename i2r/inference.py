@@ -30,7 +30,7 @@ from i2r.data import images as image_io
 from i2r.devices import resolve_device
 from i2r.errors import UserError
 from i2r.seeds import check_seed
-from i2r.files import atomic_write_bytes, atomic_write_text
+from i2r.files import atomic_write_bytes, atomic_write_text, file_sha256, read_journal
 from i2r.models import Image2Reverb
 
 STAGES = ("load", "depth", "encoder", "generator", "griffin_lim")
@@ -311,7 +311,6 @@ def _generate_batch(pipeline, paths, config: GenerateConfig, out: Path, dry: dic
 def _identity(config: GenerateConfig, images: list[Path]) -> dict:
     """Everything that decides the files written: a journal made under another identity is not reused."""
     from i2r import __version__
-    from i2r.files import file_sha256
 
     settings = {k: v for k, v in _config_record(config).items() if k not in ("images", "checkpoint", "out", "device")}
     return {"i2r": __version__, "checkpoint_sha256": file_sha256(config.checkpoint), "settings": settings,
@@ -321,20 +320,8 @@ def _identity(config: GenerateConfig, images: list[Path]) -> dict:
 def _journalled_batches(path: Path, identity: dict, out: Path) -> dict[int, dict]:
     """Batches (by first image's position) that an interrupted run of ``identity`` finished, with
     every file they wrote still in ``out``; a line cut off by the interruption is done again."""
-    if not path.is_file():
-        return {}
-    lines = path.read_text(encoding="utf-8").split("\n")
-    try:
-        if json.loads(lines[0]) != identity:
-            return {}
-    except ValueError:
-        return {}
     batches = {}
-    for line in lines[1:]:
-        try:
-            batch = json.loads(line)
-        except ValueError:
-            continue
+    for batch in read_journal(path, identity) if path.is_file() else []:
         if all(Path(w).is_file() for w in batch["written"]):
             batches[batch.pop("start")] = batch
     return batches

@@ -67,3 +67,14 @@ def test_the_cli_turns_a_file_system_refusal_into_one_error_line(tmp_path, capsy
     assert i2r.cli.main([]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: give a command, one of demo, analyze") and err.count("\n") == 1
+
+
+def test_a_journal_is_read_only_under_its_identity_and_without_its_cut_off_line(tmp_path):
+    from i2r.files import read_journal
+
+    journal = tmp_path / "j.jsonl"
+    journal.write_text('{"seed": 1}\n{"index": 0}\n{"index": 1}\n{"ind')  # killed mid-line
+    assert read_journal(journal, {"seed": 1}) == [{"index": 0}, {"index": 1}]
+    assert read_journal(journal, {"seed": 2}) == []
+    journal.write_text('{"se')
+    assert read_journal(journal, {"seed": 1}) == []
