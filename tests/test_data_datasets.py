@@ -149,6 +149,7 @@ def test_bad_files_are_skipped_and_counted(manifest_set):
         (["../outside.png", "irs/0.wav", "train", "a"], "line 3, column image: '../outside.png' leads outside"),
         (["/etc/passwd", "irs/0.wav", "train", "a"], "line 3, column image: '/etc/passwd' leads outside"),
         (["images/0.png", "irs/\x00.wav", "train", "a"], "line 3, column ir: a path cannot contain a NUL"),
+        (["images/0.png", "./irs/0.wav", "train", "b"], "line 3: repeats the pair of line 2"),
     ],
 )
 def test_manifest_cell_errors_name_the_line(tmp_path, row, message):

@@ -95,8 +95,10 @@ def read_manifest(path: str | os.PathLike, allow_outside: bool = False) -> list[
     """Read and validate a manifest CSV; returns every row as a :class:`PairRecord` (all splits).
 
     Raises :class:`UserError` naming the file, line and column for a missing column, an empty
-    cell, an unknown split, a bad ``t60_s`` or a path leading outside the CSV's folder. Whether
-    the files exist and decode is checked later, by the data set, which skips bad ones.
+    cell, an unknown split, a bad ``t60_s`` or a path leading outside the CSV's folder, and naming
+    both lines for a pair listed twice in one split (it would weigh twice in training and count
+    twice in an evaluation). Whether the files exist and decode is checked later, by the data set,
+    which skips bad ones.
     """
     path = Path(path)
     if not path.is_file():
@@ -109,12 +111,17 @@ def read_manifest(path: str | os.PathLike, allow_outside: bool = False) -> list[
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 raise UserError(f"{path} line 1: missing column(s) {', '.join(missing)} (has: {', '.join(header)})")
-            records = []
+            records, first_line = [], {}
             for row in reader:
                 where = f"{path} line {reader.line_num}"
                 if None in row:
                     raise UserError(f"{where}: more cells than the header has columns")
-                records.append(_record(row, root, allow_outside, where))
+                record = _record(row, root, allow_outside, where)
+                pair = (record.split, record.image_path, record.ir_path)
+                if pair in first_line:
+                    raise UserError(f"{where}: repeats the pair of line {first_line[pair]} (same image, IR and split)")
+                first_line[pair] = reader.line_num
+                records.append(record)
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
     except csv.Error as exc:
