@@ -150,6 +150,7 @@ def test_bad_files_are_skipped_and_counted(manifest_set):
         (["/etc/passwd", "irs/0.wav", "train", "a"], "line 3, column image: '/etc/passwd' leads outside"),
         (["images/0.png", "irs/\x00.wav", "train", "a"], "line 3, column ir: a path cannot contain a NUL"),
         (["images/0.png", "./irs/0.wav", "train", "b"], "line 3: repeats the pair of line 2"),
+        (["images/0.png", "irs/0.wav", "test", "a"], r"line 3: the pair of line 2 \(train\) again, in test"),
     ],
 )
 def test_manifest_cell_errors_name_the_line(tmp_path, row, message):

@@ -96,9 +96,9 @@ def read_manifest(path: str | os.PathLike, allow_outside: bool = False) -> list[
 
     Raises :class:`UserError` naming the file, line and column for a missing column, an empty
     cell, an unknown split, a bad ``t60_s`` or a path leading outside the CSV's folder, and naming
-    both lines for a pair listed twice in one split (it would weigh twice in training and count
-    twice in an evaluation). Whether the files exist and decode is checked later, by the data set,
-    which skips bad ones.
+    both lines for a pair listed twice: in one split it would weigh twice in training and count
+    twice in an evaluation; in two, a test pair would be one the model trained on. Whether the
+    files exist and decode is checked later, by the data set, which skips bad ones.
     """
     path = Path(path)
     if not path.is_file():
@@ -111,16 +111,20 @@ def read_manifest(path: str | os.PathLike, allow_outside: bool = False) -> list[
             missing = [c for c in REQUIRED_COLUMNS if c not in header]
             if missing:
                 raise UserError(f"{path} line 1: missing column(s) {', '.join(missing)} (has: {', '.join(header)})")
-            records, first_line = [], {}
+            records, first = [], {}
             for row in reader:
                 where = f"{path} line {reader.line_num}"
                 if None in row:
                     raise UserError(f"{where}: more cells than the header has columns")
                 record = _record(row, root, allow_outside, where)
-                pair = (record.split, record.image_path, record.ir_path)
-                if pair in first_line:
-                    raise UserError(f"{where}: repeats the pair of line {first_line[pair]} (same image, IR and split)")
-                first_line[pair] = reader.line_num
+                pair = (record.image_path, record.ir_path)
+                if pair in first:
+                    line, split = first[pair]
+                    if split == record.split:
+                        raise UserError(f"{where}: repeats the pair of line {line} (same image, IR and split)")
+                    raise UserError(f"{where}: the pair of line {line} ({split}) again, in {record.split}: the "
+                                    f"splits must not share a pair")
+                first[pair] = reader.line_num, record.split
                 records.append(record)
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not UTF-8 text ({exc.reason})") from None
