@@ -29,9 +29,9 @@ from i2r.audio import IR_SAMPLES, SAMPLE_RATE, SpectrogramNorm, load_audio, logs
 from i2r.data import images as image_io
 from i2r.devices import resolve_device
 from i2r.errors import UserError
-from i2r.seeds import check_seed
 from i2r.files import atomic_write_bytes, atomic_write_text, file_sha256, read_journal
 from i2r.models import Image2Reverb
+from i2r.seeds import check_seed
 
 STAGES = ("load", "depth", "encoder", "generator", "griffin_lim")
 
@@ -259,7 +259,7 @@ def generate_files(config: GenerateConfig, progress: bool = False) -> GenerateSu
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     identity = _identity(config, images)
-    finished = _journalled_batches(out / _JOURNAL, identity, out)
+    finished = _journalled_batches(out / _JOURNAL, identity)
     if finished:
         batches = -(-len(images) // config.batch_size)
         print(f"generate: resuming: {len(finished)} of {batches} batches already written in {out}", file=sys.stderr)
@@ -317,9 +317,9 @@ def _identity(config: GenerateConfig, images: list[Path]) -> dict:
             "images": [str(p) for p in images], "apply_sha256": [file_sha256(p) for p in config.apply]}
 
 
-def _journalled_batches(path: Path, identity: dict, out: Path) -> dict[int, dict]:
+def _journalled_batches(path: Path, identity: dict) -> dict[int, dict]:
     """Batches (by first image's position) that an interrupted run of ``identity`` finished, with
-    every file they wrote still in ``out``; a line cut off by the interruption is done again."""
+    every file they wrote still on disk; a line cut off by the interruption is done again."""
     batches = {}
     for batch in read_journal(path, identity) if path.is_file() else []:
         if all(Path(w).is_file() for w in batch["written"]):

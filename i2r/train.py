@@ -47,11 +47,11 @@ from i2r.checkpoint import capture_rng_state, check_same, load_checkpoint, resto
 from i2r.data.datasets import PairedDataset
 from i2r.devices import resolve_device
 from i2r.errors import UserError
-from i2r.seeds import check_seed
 from i2r.files import atomic_open, atomic_write_text
 from i2r.models import Image2Reverb, ModelConfig
 from i2r.models.losses import (LossWeights, discriminator_loss, generator_loss, spectrogram_decay_db,
                                spectrogram_t60p, t60p_relative_error)
+from i2r.seeds import check_seed
 
 
 @dataclass
