@@ -258,3 +258,19 @@ def test_data_fingerprint_follows_the_manifest_or_the_files(tmp_path):
     before = data_fingerprint(str(pix2pix))
     (pix2pix / "test_A" / "b.png").write_bytes(b"y")
     assert data_fingerprint(str(pix2pix)) != before
+
+
+def test_the_cache_key_holds_the_batch_size(tiny_checkpoint, tiny_dataset, tmp_path, monkeypatch, capsys):
+    """Another batch size rounds the network's sums differently (about 1e-6), so it is another evaluation."""
+    import i2r.analysis.ablations as ablations
+    from i2r.evaluate import EvalConfig
+
+    def fake_evaluate(config):
+        Path(config.out).mkdir(parents=True)
+        (Path(config.out) / "metrics.json").write_text("{}")
+
+    monkeypatch.setattr(ablations, "evaluate", fake_evaluate)
+    folders = [ablations.cached_evaluation(EvalConfig(checkpoint=str(tiny_checkpoint), data=str(tiny_dataset),
+                                                      batch_size=size), tmp_path) for size in (8, 4, 8)]
+    ran, reused = evaluations(capsys.readouterr().err)
+    assert len(ran) == 2 and len(reused) == 1 and folders[0] == folders[2] != folders[1]

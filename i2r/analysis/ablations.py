@@ -202,7 +202,8 @@ def cached_evaluation(config: EvalConfig, cache_root: Path, label: str = "") -> 
     Returns the folder that holds ``metrics.json`` and ``per_example.csv``; says on stderr whether
     it reused (``reusing evaluation``) or ran (``evaluating``) it. ``label`` names it in that line.
     """
-    settings = {k: v for k, v in vars(config).items() if k not in ("checkpoint", "out", "device", "batch_size")}
+    # the batch size stays in the key: another one rounds the network's sums differently (~1e-6)
+    settings = {k: v for k, v in vars(config).items() if k not in ("checkpoint", "out", "device")}
     settings["data_fingerprint"] = data_fingerprint(config.data)
     key = hashlib.sha256((file_sha256(config.checkpoint) + json.dumps(settings, sort_keys=True)).encode()).hexdigest()
     folder = cache_root / key[:20]
