@@ -42,7 +42,7 @@ from i2r.acoustics import analyze, decay_time, t60p
 from i2r.audio import HOP, SAMPLE_RATE, ir_to_logspec, save_wav
 from i2r.devices import resolve_device
 from i2r.errors import UserError
-from i2r.files import atomic_open, atomic_write_text, file_sha256, read_journal
+from i2r.files import atomic_open, atomic_write_text, file_sha256, journal_writer, read_journal
 from i2r.seeds import check_seed
 
 T60_DEFINITIONS = {
@@ -272,12 +272,11 @@ def _batches(indices, size):
 def _evaluate_shard(model, norm, dataset, indices, config: EvalConfig, device, wav_dir: Path | None,
                     done: dict[int, dict], journal) -> list[dict]:
     """Generate and measure the examples ``indices`` of ``dataset`` not already in ``done`` (index ->
-    record of an interrupted run), appending each batch's records to the text file ``journal`` as
-    JSON lines; returns one record per example of ``indices``, in their order."""
+    record of an interrupted run), passing each batch's records to ``journal`` (the ``append`` of
+    :func:`i2r.files.journal_writer`); returns one record per example of ``indices``, in their order."""
     depth_mode = model.resolve_depth_mode(config.depth)
     records = [done[i] for i in indices if i in done]
-    for record in records:  # this run's journal carries them on, should it be interrupted too
-        journal.write(json.dumps(record) + "\n")
+    journal(*records)  # this run's journal carries them on, should it be interrupted too
     todo = [i for i in indices if i not in done]
     progress = tqdm(total=len(indices), initial=len(records), desc="eval", unit="ex", disable=None, file=None)
     for batch in _batches(todo, config.batch_size):
@@ -312,9 +311,7 @@ def _evaluate_shard(model, norm, dataset, indices, config: EvalConfig, device, w
                 save_wav(wav_path, irs_gen[k], SAMPLE_RATE)
                 record["ir_generated"] = str(wav_path)
             records.append(record)
-            journal.write(json.dumps(record) + "\n")
-        journal.flush()
-        os.fsync(journal.fileno())
+        journal(*records[-len(batch):])
         progress.update(len(batch))
     progress.close()
     return sorted(records, key=lambda r: r["index"])
@@ -576,8 +573,7 @@ def _evaluate(config: EvalConfig, rank: int, world: int, device: torch.device) -
     if done:
         print(f"eval: resuming: {len(done)} of {len(shard)} examples already measured in {out}", file=sys.stderr)
     # a new journal per process and run: another process may still be reading an old one
-    with open(out / f".eval-partial-{rank}-{uuid.uuid4().hex[:8]}.jsonl", "w", encoding="utf-8") as journal:
-        journal.write(json.dumps(identity) + "\n")
+    with journal_writer(out / f".eval-partial-{rank}-{uuid.uuid4().hex[:8]}.jsonl", identity) as journal:
         records = _evaluate_shard(model, norm, test_set, shard, config, device, wav_dir, done, journal)
     if embed is not None:
         nearest_neighbour_baseline(embed, train_set, test_set, records, config, device)

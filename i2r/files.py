@@ -87,6 +87,22 @@ def _check_folder_writable(folder: Path, named: Path) -> None:
         raise UserError(f"{named}: cannot write into {existing} ({exc.strerror or exc})") from None
 
 
+@contextlib.contextmanager
+def journal_writer(path: str | os.PathLike, identity: dict) -> Iterator:
+    """Start the journal that :func:`read_journal` reads: ``identity`` on the first line, then the
+    yielded ``append(*records)`` writes one JSON line per record and has them on disk (flushed and
+    synced) when it returns, so an interruption loses at most the unit of work in progress."""
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(identity) + "\n")
+
+        def append(*records: dict) -> None:
+            handle.writelines(json.dumps(record) + "\n" for record in records)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+        yield append
+
+
 def read_journal(path: str | os.PathLike, identity: dict) -> list[dict]:
     """The records of a JSON-lines journal that an interrupted run wrote (its first line the run's
     ``identity``, then one object per line), or none when it was written under another identity.

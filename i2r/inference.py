@@ -29,7 +29,7 @@ from i2r.audio import IR_SAMPLES, SAMPLE_RATE, SpectrogramNorm, load_audio, logs
 from i2r.data import images as image_io
 from i2r.devices import resolve_device
 from i2r.errors import UserError
-from i2r.files import atomic_write_bytes, atomic_write_text, file_sha256, read_journal
+from i2r.files import atomic_write_bytes, atomic_write_text, file_sha256, journal_writer, read_journal
 from i2r.models import Image2Reverb
 from i2r.seeds import check_seed
 
@@ -265,8 +265,7 @@ def generate_files(config: GenerateConfig, progress: bool = False) -> GenerateSu
         print(f"generate: resuming: {len(finished)} of {batches} batches already written in {out}", file=sys.stderr)
     summary, taken = GenerateSummary(), set()
     bar = tqdm(total=len(images), desc="generate", unit="image", file=sys.stderr, disable=not progress)
-    with open(out / _JOURNAL, "w", encoding="utf-8") as journal:
-        journal.write(json.dumps(identity) + "\n")
+    with journal_writer(out / _JOURNAL, identity) as journal:
         for start in range(0, len(images), config.batch_size):
             batch = finished.get(start)
             if batch is None:
@@ -278,8 +277,7 @@ def generate_files(config: GenerateConfig, progress: bool = False) -> GenerateSu
             summary.written.extend(batch["written"])
             summary.skipped.extend(tuple(s) for s in batch["skipped"])
             taken.update(Path(w).stem for w in batch["written"])
-            journal.write(json.dumps({"start": start} | batch) + "\n")
-            journal.flush()
+            journal({"start": start} | batch)
             bar.update(min(config.batch_size, len(images) - start))
     bar.close()
     record = {"config": _config_record(config), "written": summary.written, "skipped": summary.skipped}

@@ -78,3 +78,14 @@ def test_a_journal_is_read_only_under_its_identity_and_without_its_cut_off_line(
     assert read_journal(journal, {"seed": 2}) == []
     journal.write_text('{"se')
     assert read_journal(journal, {"seed": 1}) == []
+
+
+def test_a_written_journal_reads_back_record_by_record(tmp_path):
+    from i2r.files import journal_writer, read_journal
+
+    with journal_writer(tmp_path / "j.jsonl", {"seed": 1}) as append:
+        append({"index": 0}, {"index": 1})
+        append()
+        append({"index": 2, "t": float("nan")})
+        # each append is on disk when it returns, before the journal is closed
+        assert [r["index"] for r in read_journal(tmp_path / "j.jsonl", {"seed": 1})] == [0, 1, 2]
