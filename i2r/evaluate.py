@@ -42,7 +42,7 @@ from i2r.acoustics import analyze, decay_time, t60p
 from i2r.audio import HOP, SAMPLE_RATE, ir_to_logspec, save_wav
 from i2r.devices import resolve_device
 from i2r.errors import UserError
-from i2r.files import atomic_open, atomic_write_text, file_sha256, journal_writer, read_journal
+from i2r.files import atomic_open, atomic_savefig, atomic_write_text, file_sha256, journal_writer, read_journal
 from i2r.seeds import check_seed
 
 T60_DEFINITIONS = {
@@ -495,8 +495,7 @@ def plot_errors(records: list[dict], out_dir: Path) -> list[Path]:
     ax.set_title("Signed T60 error, (generated - true) / true")
     fig.tight_layout()
     written.append(out_dir / "t60_error.png")
-    with atomic_open(written[-1], "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
+    atomic_savefig(fig, written[-1], dpi=120)
     plt.close(fig)
 
     bands = sorted({float(k.split("_")[1]) for k in (kept[0] if kept else {}) if k.startswith("t30_") and k.endswith("_true_s")})
@@ -522,8 +521,7 @@ def plot_errors(records: list[dict], out_dir: Path) -> list[Path]:
         ax.axis("off")
     fig.tight_layout()
     written.append(out_dir / "t60_scatter.png")
-    with atomic_open(written[-1], "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
+    atomic_savefig(fig, written[-1], dpi=120)
     plt.close(fig)
     return written
 

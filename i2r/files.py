@@ -149,6 +149,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         handle.write(data)
 
 
+def atomic_savefig(figure, path: str | os.PathLike, format: str = "png", **savefig_options) -> None:
+    """Save a matplotlib ``figure`` to ``path`` atomically (``format``: ``"png"`` or ``"pdf"``);
+    ``savefig_options`` (``dpi``, ``bbox_inches``) go to ``Figure.savefig``. The figure stays open."""
+    with atomic_open(path, "wb") as handle:
+        figure.savefig(handle, format=format, **savefig_options)
+
+
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically (checkpoints survive a kill mid-write)."""
     import torch

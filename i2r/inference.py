@@ -12,7 +12,6 @@ speed and the T30 change bf16 causes. :func:`generate_files` is the command's wh
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import os
 import sys
@@ -29,7 +28,7 @@ from i2r.audio import IR_SAMPLES, SAMPLE_RATE, SpectrogramNorm, load_audio, logs
 from i2r.data import images as image_io
 from i2r.devices import resolve_device
 from i2r.errors import UserError
-from i2r.files import atomic_write_bytes, atomic_write_text, file_sha256, journal_writer, read_journal
+from i2r.files import atomic_savefig, atomic_write_text, file_sha256, journal_writer, read_journal
 from i2r.models import Image2Reverb
 from i2r.seeds import check_seed
 
@@ -377,10 +376,8 @@ def _save_png(path: Path, image: np.ndarray, title: str, spectrogram: bool) -> N
         ax.set_axis_off()
         fig.colorbar(shown, ax=ax, label="disparity (near = 1)")
     ax.set_title(title, fontsize=9)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight")
+    atomic_savefig(fig, path, bbox_inches="tight")
     plt.close(fig)
-    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _config_record(config: GenerateConfig) -> dict:

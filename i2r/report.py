@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from i2r.files import atomic_open, atomic_write_text
+from i2r.files import atomic_savefig, atomic_write_text
 
 
 @dataclass
@@ -75,10 +75,8 @@ def format_number(value, digits: int = 1, signed: bool = False) -> str:
 
 def save_figure(fig, out_dir: Path, stem: str) -> str:
     """Save a matplotlib figure as ``stem.png`` and ``stem.pdf``; returns the PNG's file name."""
-    with atomic_open(out_dir / f"{stem}.png", "wb") as handle:
-        fig.savefig(handle, format="png", dpi=130, bbox_inches="tight")
-    with atomic_open(out_dir / f"{stem}.pdf", "wb") as handle:
-        fig.savefig(handle, format="pdf", bbox_inches="tight")
+    atomic_savefig(fig, out_dir / f"{stem}.png", dpi=130, bbox_inches="tight")
+    atomic_savefig(fig, out_dir / f"{stem}.pdf", format="pdf", bbox_inches="tight")
     return f"{stem}.png"
 
 

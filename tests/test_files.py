@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from i2r.files import atomic_open, atomic_write_text
+from i2r.files import atomic_open, atomic_savefig, atomic_write_text
 
 
 def test_a_failed_write_leaves_the_old_file_and_no_debris(tmp_path):
@@ -16,6 +16,23 @@ def test_a_failed_write_leaves_the_old_file_and_no_debris(tmp_path):
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["result.json"]
+
+
+def test_a_figure_that_fails_to_render_leaves_the_old_file(tmp_path):
+    from matplotlib.figure import Figure
+
+    target = tmp_path / "plot.pdf"
+    figure = Figure(figsize=(2, 2))
+    figure.subplots().plot([0, 1], [1, 0])
+    atomic_savefig(figure, target, format="pdf")
+    old = target.read_bytes()
+    assert old.startswith(b"%PDF")
+    # bad mathtext: the PDF backend has begun writing its file when the title fails to render
+    figure.subplots().set_title(r"$x^$")
+    with pytest.raises(ValueError):
+        atomic_savefig(figure, target, format="pdf")
+    assert target.read_bytes() == old
+    assert os.listdir(tmp_path) == ["plot.pdf"]
 
 
 def test_written_files_get_the_umask_permissions(tmp_path):

@@ -11,7 +11,6 @@ Lundeby settings as :func:`i2r.acoustics.analyze`), and the numbers printed on e
 
 from __future__ import annotations
 
-import io
 import os
 from dataclasses import dataclass
 
@@ -20,7 +19,7 @@ import numpy as np
 from i2r.acoustics.bands import FilterBank, band_centres, band_edges
 from i2r.acoustics.decay import cumulative_energy, lundeby, onset_index, remaining_energy
 from i2r.acoustics.parameters import DECAY_RANGES, AnalysisConfig
-from i2r.files import atomic_write_bytes
+from i2r.files import atomic_savefig
 
 ENVELOPE_WINDOW_S = 0.010
 """Smoothing of the plotted energy envelope (Lundeby's first interval, 10 ms)."""
@@ -150,9 +149,7 @@ def plot_decays(path: str | os.PathLike, ir: np.ndarray, fs: float, record: dict
         ax.set_axis_off()
     fig.legend(handles=_legend_handles(), loc="outside lower center", ncols=4, fontsize=8)
     fig.suptitle(title or "Schroeder decay curves", fontsize=11)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=80)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_savefig(fig, path, dpi=80)
 
 
 def _legend_handles() -> list:

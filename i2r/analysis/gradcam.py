@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from i2r.devices import resolve_device
 from i2r.errors import UserError
-from i2r.files import atomic_open
+from i2r.files import atomic_open, atomic_savefig
 
 IMAGE_SIZE = 224
 SSIM_THRESHOLD = 0.98
@@ -219,8 +219,7 @@ def save_panel(path: Path, rgb: np.ndarray, cams: dict[str, Cam], title: str) ->
         ax.set_title(label, fontsize=8)
         ax.set_axis_off()
     figure.suptitle(title, fontsize=9)
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=100, bbox_inches="tight")
+    atomic_savefig(figure, path, dpi=100, bbox_inches="tight")
     plt.close(figure)
 
 

@@ -39,7 +39,7 @@ from i2r.analysis.assignment import GridAssignment, grid_shape, snap_to_grid
 from i2r.audio import AUDIO_EXTENSIONS, load_audio, to_mono
 from i2r.data.manifest import resolve_cell
 from i2r.errors import UserError
-from i2r.files import atomic_open, atomic_write_text
+from i2r.files import atomic_open, atomic_savefig, atomic_write_text
 from i2r.seeds import check_seed
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
@@ -524,8 +524,7 @@ def save_t60_mosaic(t60_s: np.ndarray, grid: GridAssignment, path: Path) -> None
     axes.set_axis_off()
     axes.set_title("broadband T60 (mean T30 at 500 Hz and 1 kHz)")
     figure.colorbar(shown, ax=axes, label="T60 (s)", shrink=0.8)
-    with atomic_open(path, "wb") as handle:
-        figure.savefig(handle, format="png", dpi=120, bbox_inches="tight")
+    atomic_savefig(figure, path, dpi=120, bbox_inches="tight")
     plt.close(figure)
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from i2r.files import atomic_open, atomic_write_text
+from i2r.files import atomic_savefig, atomic_write_text
 from i2r.report import Block, heading, paragraph, table, to_html, to_markdown
 from i2r.report import figure as figure_block
 from i2r.survey.responses import RATINGS
@@ -154,8 +154,7 @@ def plot_fig9(result: SurveyResult, path: str | Path) -> None:
     fig.legend(handles, ["real rated higher", "generated rated higher", "equal", "mean"],
                loc="lower center", ncol=4, frameon=False)
     fig.tight_layout(rect=(0, 0.05, 1, 1))
-    with atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=120)
+    atomic_savefig(fig, path, dpi=120)
     plt.close(fig)
 
 
