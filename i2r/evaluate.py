@@ -470,6 +470,27 @@ def write_per_example_csv(records: list[dict], path: Path) -> None:
             writer.writerow({k: ("" if isinstance(v, float) and not np.isfinite(v) else v) for k, v in record.items()})
 
 
+def _log_axes_in_seconds(ax, lo_s: float, hi_s: float) -> tuple[float, float]:
+    """Log x and y axes of seconds from ``lo_s`` to ``hi_s``, widened about their geometric centre
+    to at least a decade, labelled 0.1, 0.2, 0.5, 1, 2, 5; returns the limits. matplotlib's
+    default labels the minor ticks of a range of about a decade ("2x10^-1", "3x10^-1", ...), and
+    below a decade falls back to linear ticks: either way, on a 3-inch panel they overprint."""
+    from matplotlib import ticker
+
+    if hi_s < 10.0 * lo_s:
+        centre = float(np.sqrt(lo_s * hi_s))
+        lo_s, hi_s = centre / np.sqrt(10.0), centre * np.sqrt(10.0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo_s, hi_s)
+    ax.set_ylim(lo_s, hi_s)
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(ticker.LogLocator(subs=(1.0, 2.0, 5.0)))
+        axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+        axis.set_minor_formatter(ticker.NullFormatter())
+    return lo_s, hi_s
+
+
 def plot_errors(records: list[dict], out_dir: Path) -> list[Path]:
     """``t60_error.png`` (violin + box of the signed error, model and NN baseline) and
     ``t60_scatter.png`` (generated vs true T30 per octave band and single number, log axes)."""
@@ -510,10 +531,8 @@ def plot_errors(records: list[dict], out_dir: Path) -> list[Path]:
         ok = np.isfinite(t) & np.isfinite(g) & (t > 0) & (g > 0)
         ax.scatter(t[ok], g[ok], s=10, alpha=0.7)
         if ok.any():
-            lo, hi = min(t[ok].min(), g[ok].min()) * 0.8, max(t[ok].max(), g[ok].max()) * 1.25
+            lo, hi = _log_axes_in_seconds(ax, min(t[ok].min(), g[ok].min()) * 0.8, max(t[ok].max(), g[ok].max()) * 1.25)
             ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
-            ax.set_xscale("log")
-            ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("true (s)", fontsize=8)
         ax.set_ylabel("generated (s)", fontsize=8)

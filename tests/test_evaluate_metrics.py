@@ -77,3 +77,32 @@ def test_config_rejects_unknown_choices():
         EvalConfig(checkpoint="c.pt", data="d", device="gpu")
     with pytest.raises(UserError, match="--baseline nn"):
         EvalConfig(checkpoint="c.pt", data="d", places_weights="w.pth.tar")
+
+
+
+@pytest.mark.parametrize("limits_s", [(0.17, 7.3), (0.15, 1.3), (0.22, 0.95)])
+def test_the_t60_scatter_labels_its_log_axes_in_plain_seconds_without_overprinting(limits_s):
+    """matplotlib's default labels minor ticks of a log range of a decade or so ("2x10^-1",
+    "3x10^-1", ...), and below a decade falls back to linear ticks; both overprinted one another
+    on the report's 3-inch T60 panels."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    from i2r.evaluate import _log_axes_in_seconds
+
+    figure = Figure(figsize=(3.2, 3.0))
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    ax.scatter(limits_s, limits_s)
+    lo, hi = _log_axes_in_seconds(ax, *limits_s)
+    assert lo <= limits_s[0] and hi >= limits_s[1] and hi >= 9.999 * lo
+    figure.canvas.draw()
+    renderer = figure.canvas.get_renderer()
+    for axis in (ax.xaxis, ax.yaxis):
+        shown = [label for label in axis.get_ticklabels(which="both") if label.get_text()]
+        assert len(shown) >= 2
+        assert all(float(label.get_text()) > 0 for label in shown)  # "0.5", not "$5\\times10^{-1}$"
+        boxes = sorted((label.get_window_extent(renderer) for label in shown),
+                       key=lambda box: box.x0 if axis is ax.xaxis else box.y0)
+        for a, b in zip(boxes, boxes[1:]):
+            assert not a.overlaps(b), [label.get_text() for label in shown]
