@@ -79,7 +79,6 @@ def test_config_rejects_unknown_choices():
         EvalConfig(checkpoint="c.pt", data="d", places_weights="w.pth.tar")
 
 
-
 @pytest.mark.parametrize("limits_s", [(0.17, 7.3), (0.15, 1.3), (0.22, 0.95)])
 def test_the_t60_scatter_labels_its_log_axes_in_plain_seconds_without_overprinting(limits_s):
     """matplotlib's default labels minor ticks of a log range of a decade or so ("2x10^-1",
