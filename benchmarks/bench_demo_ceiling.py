@@ -18,7 +18,13 @@ predictors that know more and more of the ground truth:
   the per-band log T60 directly, with an L1 loss: the best the demo's encoder can do in a
   budget of that many steps, with no GAN in the way (a demo step costs ~7x more than one of these);
 - with ``--absorption-channel``, the CNN again with each pixel's true mid-band absorption
-  coefficient as a fifth channel: what recognising the materials would be worth.
+  coefficient as a fifth channel: what recognising the materials would be worth;
+- with ``--physics-reader``, a reader built like Eyring's formula instead of learned end to end:
+  the depth-weighted mean absorption of the room surfaces in view (of the whole view and of its
+  upper and lower halves) and percentiles of the true depth, fed to the same trees; once with
+  each pixel's true absorption, once with absorption and surface mask read per pixel by a small
+  fully convolutional net trained on the renderer's maps (dense supervision, as the demo's depth
+  network gets): does a structured reader with the renderer's help read the materials in time?
 
 The perfect reader is the information limit of the photo: no image-to-IR model can be expected to
 do better on these rooms (up to windows on the hidden wall, which it takes as none). The trees show how far learning the law from the training rooms gets even with every
@@ -27,6 +33,7 @@ parameter read perfectly; ground truth is the manifest's Eyring T60.
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n1000-seed0
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --cnn-steps 0  # seconds
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --absorption-channel
+    .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --cnn-steps 0 --physics-reader 3000
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data ~/.cache/i2r/synth-n4000-seed0 --no-pixels \
         --cnn-steps 1500 --train-rooms 800   # then without --train-rooms: 800 vs 3,200 training rooms
     .venv/bin/python benchmarks/bench_demo_ceiling.py --data DIR --no-pixels --image-size 128  # vs the preset's 64 px
@@ -65,22 +72,105 @@ def pixel_features(data: Path, manifest: pd.DataFrame, size: int = 16) -> np.nda
     return np.stack(rows)
 
 
-def absorption_maps(manifest: pd.DataFrame, size: int) -> np.ndarray:
+def absorption_maps(manifest: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per pixel of each manifest row's image at ``size`` px, the mean 500 Hz / 1 kHz absorption
     coefficient of the room surface it shows (0 for furniture and sky; doors and windows count as
-    their wall), ``(n_rows, size, size)``: what the renderer knows and a photo only hints at."""
+    their wall), and whether it shows a room surface (1.0) or furniture or sky (0.0), both
+    ``(n_rows, size, size)`` float32: what the renderer knows and a photo only hints at."""
     from i2r.data.synthetic.dataset import draw_example_scene
     from i2r.data.synthetic.materials import absorption
     from i2r.data.synthetic.render import RenderConfig, surface_ids
     from i2r.data.synthetic.scene import SURFACES
 
     maps = np.zeros((len(manifest), size, size), dtype=np.float32)
+    surface = np.zeros_like(maps)
     for row, (seed, index) in enumerate(zip(manifest["seed"], manifest["index"])):
         scene = draw_example_scene(int(seed), int(index))
         ids = surface_ids(scene, RenderConfig(size=size))
-        for surface, material in scene.materials.items():
-            maps[row][ids == SURFACES.index(surface)] = absorption(material)[2:4].mean()
-    return maps
+        surface[row] = (ids >= 0) & (ids < len(SURFACES))
+        for name, material in scene.materials.items():
+            maps[row][ids == SURFACES.index(name)] = absorption(material)[2:4].mean()
+    return maps, surface
+
+
+def view_features(alpha: np.ndarray, surface: np.ndarray, depth_m: np.ndarray) -> np.ndarray:
+    """What Eyring's formula needs, as a view shows it: per room, the mean absorption of the room
+    surfaces in view weighted by their depth squared (a pixel's patch of surface grows with the
+    square of its distance), over the whole view and its upper and lower halves (ceiling and
+    floor), as ``log(-log(1 - alpha))``; the 10/50/90/99th percentiles of log depth (room size);
+    the share of pixels that show room surfaces. ``alpha``, ``surface`` (0-1) and ``depth_m``
+    (metres) ``(n, S, S)`` -> ``(n, 8)``."""
+    weight = np.minimum(depth_m, 1e3) ** 2 * surface
+    half = alpha.shape[1] // 2
+
+    def eyring_term(rows: slice) -> np.ndarray:
+        mean = (weight[:, rows] * alpha[:, rows]).sum((1, 2)) / np.maximum(weight[:, rows].sum((1, 2)), 1e-9)
+        return np.log(-np.log1p(-np.clip(mean, 1e-3, 0.95)))
+
+    size = np.log(np.percentile(np.minimum(depth_m, 1e3).reshape(len(depth_m), -1), [10, 50, 90, 99], axis=1)).T
+    terms = [eyring_term(slice(None)), eyring_term(slice(None, half)), eyring_term(slice(half, None))]
+    return np.column_stack([size, *terms, surface.mean((1, 2))])
+
+
+def learned_absorption(images: np.ndarray, depth: np.ndarray, alpha: np.ndarray, surface: np.ndarray,
+                       train_rows: np.ndarray, steps: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel absorption and room-surface probability of every room, ``(n, S, S)`` each, read
+    by a small fully convolutional net (five 3x3 convolutions of 32 channels, dilated to a 33 px
+    field) from RGB ``(n, 3, S, S)`` and the demo's depth channel ``(n, 1, S, S)``, trained for
+    ``steps`` steps of 16 rooms on ``train_rows``' true maps: L1 on absorption over room surfaces,
+    cross-entropy on the surface mask."""
+    import torch
+
+    torch.manual_seed(seed)
+    layers, channels = [], 4
+    for dilation in (1, 1, 2, 4, 8):
+        layers += [torch.nn.Conv2d(channels, 32, 3, padding=dilation, dilation=dilation), torch.nn.ReLU()]
+        channels = 32
+    net = torch.nn.Sequential(*layers, torch.nn.Conv2d(32, 2, 1))
+    inputs = torch.from_numpy(np.concatenate([images, depth], axis=1)).float()
+    target, mask = torch.from_numpy(alpha)[:, None], torch.from_numpy(surface)[:, None]
+    optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    rng = np.random.default_rng(seed)
+    for _ in range(steps):
+        batch = torch.from_numpy(rng.choice(train_rows, 16))
+        out = net(inputs[batch])
+        loss = (((torch.sigmoid(out[:, :1]) - target[batch]).abs() * mask[batch]).sum() / mask[batch].sum()
+                + torch.nn.functional.binary_cross_entropy_with_logits(out[:, 1:], mask[batch]))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        out = torch.sigmoid(torch.cat([net(inputs[i: i + 100]) for i in range(0, len(inputs), 100)]))
+    return out[:, 0].numpy(), out[:, 1].numpy()
+
+
+def physics_reader_rows(data: Path, manifest: pd.DataFrame, steps: int, seed: int) -> Iterator[tuple[str, dict]]:
+    """``(predictor, error statistics)`` of :func:`view_features` + trees with the true
+    absorption map, then with :func:`learned_absorption`'s after ``steps`` steps (and its
+    per-pixel absorption error on the test rooms' surfaces)."""
+    from PIL import Image
+
+    from i2r.data.datasets import PairedDataset
+    from i2r.models.image2reverb import ModelConfig
+
+    size = ModelConfig.preset("small").image_size
+    alpha, surface = absorption_maps(manifest, size)
+    depth_m = np.stack([np.asarray(Image.fromarray(np.asarray(Image.open(data / path), dtype=np.float32)
+                                                   * float(scale)).resize((size, size), Image.BOX))
+                        for path, scale in zip(manifest["depth"], manifest["depth_scale_m"])])
+    t60 = single_number_t60(manifest)
+    train, test = (manifest["split"] == "train").to_numpy(), (manifest["split"] == "test").to_numpy()
+    yield "physics reader: true absorption + true depth", fit_and_score(
+        view_features(alpha, surface, depth_m), t60, train, test, seed)
+    images, depth = np.zeros((len(manifest), 3, size, size), np.float32), np.zeros((len(manifest), 1, size, size), np.float32)
+    for split in ("train", "val", "test"):
+        pairs = PairedDataset(data, split, 32, size, check_files=False, cache=False)
+        for i, row in enumerate(np.flatnonzero((manifest["split"] == split).to_numpy())):
+            images[row], depth[row] = pairs.image(i).numpy(), pairs.depth(i).numpy()
+    read_alpha, read_surface = learned_absorption(images, depth, alpha, surface, np.flatnonzero(train), steps, seed)
+    error = np.abs(read_alpha - alpha)[test][surface[test] > 0].mean()
+    yield (f"physics reader: absorption read per pixel ({steps} steps, L1 {error:.3f}) + true depth",
+           fit_and_score(view_features(read_alpha, read_surface, depth_m), t60, train, test, seed))
 
 
 def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, with_absorption: bool = False,
@@ -108,7 +198,7 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, w
     size = image_size or ModelConfig.preset("small").image_size
     bands = [column for column in manifest.columns if column.startswith("t60_") and column != "t60_s"]
 
-    maps = torch.from_numpy(absorption_maps(manifest, size))[:, None] if with_absorption else None
+    maps = torch.from_numpy(absorption_maps(manifest, size)[0])[:, None] if with_absorption else None
 
     def split(name: str):
         pairs = PairedDataset(data, name, 32, 2 * size if unshuffle else size, check_files=False, cache=False)
@@ -201,10 +291,16 @@ def main() -> None:
     parser.add_argument("--unshuffle", action="store_true",
                         help="read images at twice --image-size and pixel-unshuffle them to it: the finer "
                              "image's detail at the smaller size's cost")
+    parser.add_argument("--physics-reader", type=int, default=0, metavar="STEPS",
+                        help="also score a reader built like Eyring's formula (depth-weighted absorption in view + "
+                             "depth), with true absorption and with absorption read per pixel by a small net "
+                             "trained for STEPS steps on the renderer's maps (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     if args.image_size < 0 or args.image_size % 32:
         parser.error(f"--image-size must be 0 (the preset's) or a multiple of 32, got {args.image_size}")
+    if args.physics_reader < 0:
+        parser.error(f"--physics-reader must be 0 (skip) or more steps, got {args.physics_reader}")
     if args.train_rooms < 0:
         parser.error(f"--train-rooms must be 0 (all) or more, got {args.train_rooms}")
     if args.save_encoder and not args.cnn_steps:
@@ -240,6 +336,9 @@ def main() -> None:
             for step, predicted in curve:
                 report(f"CNN + true absorption per pixel ({step} steps, {rooms} rooms, {seen})",
                        error_stats(predicted, t60[test]))
+    if args.physics_reader:
+        for name, stats in physics_reader_rows(data, manifest, args.physics_reader, args.seed):
+            report(name, stats)
 
 
 def report(name: str, stats: dict) -> None:
