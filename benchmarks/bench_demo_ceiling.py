@@ -150,7 +150,6 @@ def physics_reader_rows(data: Path, manifest: pd.DataFrame, steps: int, seed: in
     per-pixel absorption error on the test rooms' surfaces)."""
     from PIL import Image
 
-    from i2r.data.datasets import PairedDataset
     from i2r.models.image2reverb import ModelConfig
 
     size = ModelConfig.preset("small").image_size
@@ -164,13 +163,24 @@ def physics_reader_rows(data: Path, manifest: pd.DataFrame, steps: int, seed: in
         view_features(alpha, surface, depth_m), t60, train, test, seed)
     images, depth = np.zeros((len(manifest), 3, size, size), np.float32), np.zeros((len(manifest), 1, size, size), np.float32)
     for split in ("train", "val", "test"):
-        pairs = PairedDataset(data, split, 32, size, check_files=False, cache=False)
-        for i, row in enumerate(np.flatnonzero((manifest["split"] == split).to_numpy())):
-            images[row], depth[row] = pairs.image(i).numpy(), pairs.depth(i).numpy()
+        rows = np.flatnonzero((manifest["split"] == split).to_numpy())
+        images[rows], depth[rows] = (views.numpy() for views in split_views(data, split, size))
     read_alpha, read_surface = learned_absorption(images, depth, alpha, surface, np.flatnonzero(train), steps, seed)
     error = np.abs(read_alpha - alpha)[test][surface[test] > 0].mean()
     yield (f"physics reader: absorption read per pixel ({steps} steps, L1 {error:.3f}) + true depth",
            fit_and_score(view_features(read_alpha, read_surface, depth_m), t60, train, test, seed))
+
+
+def split_views(data: Path, split: str, size: int):
+    """The images ``(n, 3, size, size)`` and true depth channels ``(n, 1, size, size)`` of a split,
+    in manifest order, as the demo reads them (tensors; no IR or spectrogram decoded)."""
+    import torch
+
+    from i2r.data.datasets import PairedDataset
+
+    pairs = PairedDataset(data, split, 32, size, check_files=False, cache=False)
+    return (torch.stack([pairs.image(i) for i in range(len(pairs))]),
+            torch.stack([pairs.depth(i) for i in range(len(pairs))]))
 
 
 def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, with_absorption: bool = False,
@@ -190,7 +200,6 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, w
     cost but sees every pixel of the larger image (depth is averaged to ``image_size``)."""
     import torch
 
-    from i2r.data.datasets import PairedDataset
     from i2r.models.image2reverb import ModelConfig, SceneEncoder
     from i2r.models.resnet import ARCHITECTURES
 
@@ -201,16 +210,14 @@ def cnn_predictions(data: Path, manifest: pd.DataFrame, steps: int, seed: int, w
     maps = torch.from_numpy(absorption_maps(manifest, size)[0])[:, None] if with_absorption else None
 
     def split(name: str):
-        pairs = PairedDataset(data, name, 32, 2 * size if unshuffle else size, check_files=False, cache=False)
         rows = (manifest["split"] == name).to_numpy()
         target = np.log(manifest.loc[rows, bands].to_numpy())
-        # the extra channel rides with depth: SceneEncoder appends that after normalising RGB
-        depth = torch.stack([pairs.depth(i) for i in range(len(pairs))])
+        images, depth = split_views(data, name, 2 * size if unshuffle else size)
         if unshuffle:
             depth = torch.nn.functional.avg_pool2d(depth, 2)
+        # the extra channel rides with depth: SceneEncoder appends that after normalising RGB
         if maps is not None:
             depth = torch.cat([depth, maps[np.flatnonzero(rows)]], dim=1)
-        images = torch.stack([pairs.image(i) for i in range(len(pairs))])
         return images, depth, torch.tensor(target, dtype=torch.float32)
 
     images, depth, target = split("train")
