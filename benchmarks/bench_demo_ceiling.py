@@ -100,14 +100,14 @@ def view_features(alpha: np.ndarray, surface: np.ndarray, depth_m: np.ndarray) -
     floor), as ``log(-log(1 - alpha))``; the 10/50/90/99th percentiles of log depth (room size);
     the share of pixels that show room surfaces. ``alpha``, ``surface`` (0-1) and ``depth_m``
     (metres) ``(n, S, S)`` -> ``(n, 8)``."""
-    weight = np.minimum(depth_m, 1e3) ** 2 * surface
+    weight = depth_m ** 2 * surface
     half = alpha.shape[1] // 2
 
     def eyring_term(rows: slice) -> np.ndarray:
         mean = (weight[:, rows] * alpha[:, rows]).sum((1, 2)) / np.maximum(weight[:, rows].sum((1, 2)), 1e-9)
         return np.log(-np.log1p(-np.clip(mean, 1e-3, 0.95)))
 
-    size = np.log(np.percentile(np.minimum(depth_m, 1e3).reshape(len(depth_m), -1), [10, 50, 90, 99], axis=1)).T
+    size = np.log(np.percentile(depth_m.reshape(len(depth_m), -1), [10, 50, 90, 99], axis=1)).T
     terms = [eyring_term(slice(None)), eyring_term(slice(None, half)), eyring_term(slice(half, None))]
     return np.column_stack([size, *terms, surface.mean((1, 2))])
 
