@@ -63,13 +63,20 @@ def pixel_features(data: Path, manifest: pd.DataFrame, size: int = 16) -> np.nda
     """Each scene's image (RGB) and true depth map, area-averaged to ``size`` x ``size``, flattened."""
     from PIL import Image
 
-    rows = []
-    for image, depth in zip(manifest["image"], manifest["depth"]):
-        rgb = np.asarray(Image.open(data / image).convert("RGB").resize((size, size), Image.BOX), dtype=float)
-        metres = np.asarray(Image.open(data / depth), dtype=float).astype(float)
-        small = np.asarray(Image.fromarray(metres.astype(np.float32)).resize((size, size), Image.BOX))
-        rows.append(np.concatenate([rgb.ravel() / 255.0, np.log1p(small.ravel() / 1000.0)]))
-    return np.stack(rows)
+    rgb = np.stack([np.asarray(Image.open(data / image).convert("RGB").resize((size, size), Image.BOX), dtype=float)
+                    for image in manifest["image"]])
+    return np.concatenate([rgb.reshape(len(rgb), -1) / 255.0,
+                           np.log1p(depth_metres(data, manifest, size).reshape(len(rgb), -1))], axis=1)
+
+
+def depth_metres(data: Path, manifest: pd.DataFrame, size: int) -> np.ndarray:
+    """Each manifest row's true depth map in metres (the PNG times its ``depth_scale_m``),
+    area-averaged to ``size`` x ``size`` px: ``(n_rows, size, size)`` float32."""
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(np.asarray(Image.open(data / path), dtype=np.float32)
+                                                * float(scale)).resize((size, size), Image.BOX))
+                     for path, scale in zip(manifest["depth"], manifest["depth_scale_m"])])
 
 
 def absorption_maps(manifest: pd.DataFrame, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,15 +155,11 @@ def physics_reader_rows(data: Path, manifest: pd.DataFrame, steps: int, seed: in
     """``(predictor, error statistics)`` of :func:`view_features` + trees with the true
     absorption map, then with :func:`learned_absorption`'s after ``steps`` steps (and its
     per-pixel absorption error on the test rooms' surfaces)."""
-    from PIL import Image
-
     from i2r.models.image2reverb import ModelConfig
 
     size = ModelConfig.preset("small").image_size
     alpha, surface = absorption_maps(manifest, size)
-    depth_m = np.stack([np.asarray(Image.fromarray(np.asarray(Image.open(data / path), dtype=np.float32)
-                                                   * float(scale)).resize((size, size), Image.BOX))
-                        for path, scale in zip(manifest["depth"], manifest["depth_scale_m"])])
+    depth_m = depth_metres(data, manifest, size)
     t60 = single_number_t60(manifest)
     train, test = (manifest["split"] == "train").to_numpy(), (manifest["split"] == "test").to_numpy()
     yield "physics reader: true absorption + true depth", fit_and_score(
