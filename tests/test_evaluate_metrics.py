@@ -42,10 +42,38 @@ def test_log_spectral_distance_of_a_constant_gain_is_that_gain_in_db():
     np.testing.assert_allclose(log_spectral_distance_db(b, a).numpy(), [6.0, 6.0], rtol=1e-5)
 
 
-def test_mfcc_shape_and_self_correlation():
+def test_log_spectral_distance_is_rms_over_frequency_then_mean_over_time():
+    """Differences of 3 and 4 dB in the two bins of frame 0, none in frame 1: Gray & Markel's
+    ``mean_t sqrt(mean_f d^2)`` = sqrt(12.5) / 2 = 1.768 dB; the axes swapped give 2.475 dB and the
+    mean |d| 1.75 dB."""
+    difference_db = torch.tensor([[3.0, 0.0], [4.0, 0.0]], dtype=torch.float64)  # (F, T)
+    a = torch.zeros(2, 2, dtype=torch.float64)
+    b = a + difference_db * (np.log(10.0) / 20.0)
+    assert float(log_spectral_distance_db(b, a)) == pytest.approx(np.sqrt(12.5) / 2.0, rel=1e-12)
+
+
+def test_mfcc_of_an_impulse_matches_librosa_defaults_analytically():
+    """An impulse has a flat power spectrum in every frame that sees it, scaled by the Hann
+    window's square at its position. Slaney's area-normalised mel filters sum to ``n_fft / fs``
+    on the FFT bins whatever their width, so the mel levels are flat: c1..c19 vanish and, with the
+    orthonormal DCT, ``c0 = sqrt(128) * 10 log10(n_fft / fs)`` in the frame centred on the impulse
+    (Hann = 1 there), and ``sqrt(128) * 10 log10(1 / 4)`` less a hop away (periodic Hann = 1/2).
+    Frames without it sit at the floor, 80 dB below the loudest mel level. Peak-normalised (HTK)
+    filters, magnitudes, 20 log10 or a symmetric window each break one of these."""
+    n_fft, hop, n_mels = 2048, 512, 128
+    x = np.zeros(FS)
+    x[20 * hop] = 1.0
+    coeffs = mfcc(x[None], FS, n_fft=n_fft, hop=hop, n_mels=n_mels)[0]
+    assert coeffs.shape == (20, 1 + len(x) // hop)
+    assert coeffs[0, 20] == pytest.approx(np.sqrt(n_mels) * 10.0 * np.log10(n_fft / FS), abs=0.1)
+    assert np.abs(coeffs[1:, 19:22]).max() < 0.05
+    for neighbour in (19, 21):
+        assert coeffs[0, neighbour] - coeffs[0, 20] == pytest.approx(np.sqrt(n_mels) * 10.0 * np.log10(0.25), abs=1e-3)
+    assert coeffs[0, 0] / np.sqrt(n_mels) == pytest.approx(coeffs[0, 20] / np.sqrt(n_mels) - 80.0, abs=0.5)
+
+
+def test_mfcc_spearman_of_a_signal_with_itself_is_one():
     irs = np.stack([decaying_noise(0.5, 0), decaying_noise(2.0, 1)])
-    coeffs = mfcc(irs)
-    assert coeffs.shape[:2] == (2, 20)
     np.testing.assert_allclose(mfcc_spearman(irs, irs), [1.0, 1.0])
     # A short and a long decay are less alike than a decay and itself.
     assert mfcc_spearman(irs[:1], irs[1:])[0] < 0.99
