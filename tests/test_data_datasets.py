@@ -238,7 +238,10 @@ def test_metric_depth_maps_become_log_depth(manifest_set):
 def test_bad_depth_unit_cell_is_a_user_error(manifest_set):
     rows = list(csv.reader(open(manifest_set / "manifest.csv")))
     _manifest(manifest_set, [row + ["metres"] for row in rows[1:]], header=rows[0] + ["depth_scale_m"])
-    assert PairedDataset(manifest_set, "train", resolution=64, image_size=16)._cache is not None  # no depth_max_m: raw
+    # no depth_max_m: the cell is not used, and the 16-bit PNG is read raw, value / 65535
+    depth = PairedDataset(manifest_set, "train", resolution=64, image_size=20)[0]["depth"][0]
+    raw = np.asarray(Image.open(manifest_set / "images" / "0_depth.png"), dtype=np.float64)[:, 5:25]
+    np.testing.assert_allclose(depth.numpy(), raw / 65535.0, atol=1e-6)
     _manifest(manifest_set, [row + ["metres", "65"] for row in rows[1:]], header=rows[0] + ["depth_scale_m", "depth_max_m"])
     with pytest.raises(UserError, match="0_depth.png.*not numbers"):
         PairedDataset(manifest_set, "train", resolution=64, image_size=16)

@@ -40,11 +40,15 @@ def test_marker_off_centre_lands_where_the_pinhole_model_puts_it():
     assert 50 - _red_centroid(left)[1] == pytest.approx(focal * np.tan(np.radians(20.0)), abs=1.0)
 
 
-def test_view_edges_span_the_field_of_view():
+def test_pixel_centres_follow_the_pinhole_model():
+    """200 px over 90 degrees: focal length 100 px, pixel centres at x = col + 0.5 - 100. The edge
+    pixel's ray is atan(99.5 / 100) from the axis (not half a pixel's share of the angle: a pinhole
+    view's pixels are equal steps on the image plane), and the top row's latitude counts the
+    centre column's half-pixel offset."""
     longitude, latitude = view_rays(size=200, fov_deg=90, yaw_deg=0, pitch_deg=0)
-    half_pixel = np.radians(90) / 200 / 2
-    assert longitude[100, 0] == pytest.approx(-np.pi / 4 + half_pixel, abs=2 * half_pixel)
-    assert latitude[0, 100] == pytest.approx(np.pi / 4 - half_pixel, abs=2 * half_pixel)
+    assert longitude[100, 0] == pytest.approx(-np.arctan(99.5 / 100.0), abs=1e-12)
+    assert longitude[100, 100] == pytest.approx(np.arctan(0.5 / 100.0), abs=1e-12)
+    assert latitude[0, 100] == pytest.approx(np.arctan2(99.5, np.hypot(0.5, 100.0)), abs=1e-12)
 
 
 def test_bilinear_sampling_of_a_smooth_panorama_is_exact_for_linear_ramps():

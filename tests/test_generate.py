@@ -134,6 +134,7 @@ def test_pipeline_is_seeded_and_steerable(checkpoint):
     assert a.irs.shape == (2, IR_SAMPLES) and a.logspecs.shape == (2, 32, 32) and a.depth.shape == (2, 64, 64)
     np.testing.assert_allclose(a.logspecs[0], b.logspecs[0], atol=1e-4)
     np.testing.assert_allclose(a.irs[0], b.irs[0], atol=1e-4)
+    assert not np.allclose(pipeline.generate([photo], seed=2).logspecs, b.logspecs, atol=1e-3)  # the seed is used
     stages = {"load", "depth", "encoder", "generator", "griffin_lim"}
     assert set(a.seconds) == stages | {f"cpu_{stage}" for stage in stages}
     half = pipeline.generate([photo], depth_mode="0.5", seed=1)

@@ -86,11 +86,17 @@ def test_generalised_eta_squared_by_hand():
     rng = np.random.default_rng(5)
     y = rng.normal(size=(10, 2, 4)) + rng.normal(size=(10, 1, 1))
     table = rm_anova2(y).set_index("effect")
-    # All-within design: eta_G^2 = SS_effect / (SS_effect + SS_total - SS_A - SS_B - SS_AB).
-    ss_total = np.sum((y - y.mean()) ** 2)
-    ss_effects = table["SS"].sum()
-    for effect in table.index:
-        expected = table.loc[effect, "SS"] / (table.loc[effect, "SS"] + ss_total - ss_effects)
+    # All-within design (Olejnik & Algina 2003; Bakeman 2005): eta_G^2 = SS_effect / (SS_effect +
+    # SS_total - SS_A - SS_B - SS_AB), each SS from the cell, row and column means of y itself.
+    n, a, b = y.shape
+    grand, mean_a, mean_b, mean_ab = y.mean(), y.mean(axis=(0, 2)), y.mean(axis=(0, 1)), y.mean(axis=0)
+    ss = {"source": n * b * np.sum((mean_a - grand) ** 2),
+          "scene": n * a * np.sum((mean_b - grand) ** 2),
+          "source * scene": n * np.sum((mean_ab - mean_a[:, None] - mean_b[None, :] + grand) ** 2)}
+    ss_total = np.sum((y - grand) ** 2)
+    for effect, ss_effect in ss.items():
+        assert table.loc[effect, "SS"] == pytest.approx(ss_effect, rel=TOL)
+        expected = ss_effect / (ss_effect + ss_total - sum(ss.values()))
         assert table.loc[effect, "ng2"] == pytest.approx(expected, rel=TOL)
 
 
