@@ -298,7 +298,14 @@ def test_irstats_definition_0_to_minus_60_db():
 @pytest.mark.skipif(not (DATA / "reference" / "pyrato").exists(), reason="../shared/data not available")
 def test_lundeby_and_compensated_edc_agree_with_pyrato_reference_data():
     """pyrato's own test data: an analytic room IR with noise at 50 dB PSNR, fs 3 kHz, and its
-    Lundeby intersection time (0.555 s), noise energy and compensated EDC."""
+    Lundeby intersection time (0.555 s), noise energy and compensated EDC.
+
+    The curves are compared only down to -20 dB: the smoothed envelope's peak-to-noise ratio is
+    33 dB, so ISO 3382-1 (range ending 10 dB above the noise) trusts no decay curve below about
+    -23 dB. Below it the two Lundeby variants part (ours is 1.4 dB higher at -30 dB, its
+    crosspoint 0.580 s), and both read the decay late against the noise-subtracted Schroeder
+    curve (T20 1.11 and 1.09 s against 1.03 s), which is why :func:`analyze` reports no T20 or
+    T30 for this IR (checked last)."""
     folder = DATA / "reference" / "pyrato"
     ir = np.loadtxt(folder / "analytic_rir_psnr50_1D.csv")[None, :]
     crossing_s, _, noise = np.loadtxt(folder / "intersection_time_1D.csv")
@@ -312,6 +319,9 @@ def test_lundeby_and_compensated_edc_agree_with_pyrato_reference_data():
     curve = decay_curve_db(sums, trunc, onset)[0, onset[0]:]
     upper = reference_db > -20
     np.testing.assert_allclose(curve[: len(reference_db)][upper], reference_db[upper], atol=0.5)
+    measured = analyze(ir[0], fs)
+    assert np.isnan(measured.broadband["t20_s"]) and np.isnan(measured.broadband["t30_s"])
+    assert any("broadband: T20 is NaN: peak-to-noise ratio 33." in warning for warning in measured.warnings)
 
 
 def test_lundeby_shortcuts_are_exact():
