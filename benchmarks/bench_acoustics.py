@@ -22,7 +22,10 @@ all-core ratio is what a user of each library gets on this machine; the CPU-time
 CPU seconds per IR) shows the work saved rather than the cores added.
 
 Also timed, on one thread: i2r's zero-phase filter bank alone (the forward FFT and the weighted
-inverse FFTs, nothing measured), the floor of any implementation of that bank.
+inverse FFTs, nothing measured), the floor of any implementation of that bank. And, after the
+blocks, i2r on all ``--n`` IRs in one call, as a user with a thousand IRs would run it (three
+rounds, one thread and default alternating): the blocks of 50 each end in a chunk of two IRs and
+start the second core afresh, which costs the default threads more than one thread.
 
 Printed: per-IR median wall and CPU times, the ratios, and the median absolute T30 error (%)
 per band against the ground truth for each tool on the same subset (and for i2r on all IRs).
@@ -31,14 +34,17 @@ Run it in the reference environment (it needs all three packages)::
 
     .venv-reference/bin/python benchmarks/bench_acoustics.py            # 1,000 IRs
     .venv-reference/bin/python benchmarks/bench_acoustics.py --profile  # where i2r spends time (one thread)
+    .venv/bin/python benchmarks/bench_acoustics.py --scaling 20         # why two threads give less than 2x
 """
 
 from __future__ import annotations
 
 import argparse
 import cProfile
+import multiprocessing
 import os
 import pstats
+import statistics
 import tempfile
 import time
 import warnings
@@ -178,7 +184,8 @@ def timed(fn, *args):
 @dataclass
 class Measurements:
     """Per-IR wall and CPU seconds and T30 ``(k, n_bands)`` of each tool, with the ground truth;
-    i2r on one thread (``i2r1``) and on all cores (``i2r``), and its filter bank alone (``bank``)."""
+    i2r on one thread (``i2r1``) and on all cores (``i2r``), and its filter bank alone (``bank``),
+    per block; i2r on all IRs in one call (``whole1``, ``whole``), per round."""
 
     i2r_s: list = field(default_factory=list)
     i2r_cpu_s: list = field(default_factory=list)
@@ -186,6 +193,10 @@ class Measurements:
     i2r1_cpu_s: list = field(default_factory=list)
     bank_s: list = field(default_factory=list)
     bank_cpu_s: list = field(default_factory=list)
+    whole1_s: list = field(default_factory=list)
+    whole1_cpu_s: list = field(default_factory=list)
+    whole_s: list = field(default_factory=list)
+    whole_cpu_s: list = field(default_factory=list)
     i2r_t30: list = field(default_factory=list)
     truth: list = field(default_factory=list)
     sub_index: list = field(default_factory=list)
@@ -218,8 +229,10 @@ def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> M
     warm_path = os.path.join(folder, "warm_up.wav")
     soundfile.write(warm_path, warm_up[0].astype(np.float32), config.fs, subtype="FLOAT")
     run_acoustic_toolbox(warm_path)
+    blocks = []
     for start in range(0, config.n, block):
         irs, t60 = synth_set(config, start, min(start + block, config.n))
+        blocks.append(irs)
         (t30_one, _), seconds, cpu = timed(run_i2r, irs, config.fs, 1)
         m.i2r1_s.append(seconds / len(irs))
         m.i2r1_cpu_s.append(cpu / len(irs))
@@ -247,6 +260,15 @@ def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> M
             m.pyrato_cpu_s.append(cpu)
             m.pyrato_t30.append(t30_pr)
             m.sub_index.append(start + j)
+    everything = np.concatenate(blocks)
+    del blocks
+    for _ in range(3):
+        for workers, wall, cpu_time in ((1, m.whole1_s, m.whole1_cpu_s), (0, m.whole_s, m.whole_cpu_s)):
+            (t30, _), seconds, cpu = timed(run_i2r, everything, config.fs, workers)
+            if not np.array_equal(t30, np.concatenate(m.i2r_t30), equal_nan=True):
+                raise SystemExit("i2r on all IRs in one call and block by block disagree")
+            wall.append(seconds / len(everything))
+            cpu_time.append(cpu / len(everything))
     return m
 
 
@@ -278,19 +300,79 @@ def print_times(m: Measurements, n: int, block: int, n_sub: int) -> None:
     print("\nper-IR time (median over blocks / IRs), full parameter set unless noted:")
     print(f"{'':30}{'wall ms':>9}{'CPU ms':>9}")
     rows = [("i2r, 1 thread", "i2r1"), (f"i2r, default ({threads} threads)", "i2r"),
+            (f"i2r, 1 thread, {n} in 1 call", "whole1"), (f"i2r, default, {n} in 1 call", "whole"),
             ("i2r's filter bank alone, 1 th", "bank"),
             (f"acoustic-toolbox ({n_sub} IRs)", "toolbox"), (f"pyrato, T30 only ({n_sub} IRs)", "pyrato")]
     for label, key in rows:
         print(f"  {label:28}{ms[key + '_s']:9.2f}{ms[key + '_cpu_s']:9.2f}")
-    print(f"  (i2r: {n} IRs in blocks of {block}; acoustic-toolbox: T30+EDT+C50+C80; both competitors "
-          f"are single-threaded libraries)")
-    print(f"\n{'ratio of per-IR times':30}{'1 thread':>10}{'default':>10}{'CPU time':>10}{'target':>9}")
+    print(f"  (i2r: {n} IRs in blocks of {block}, medians over blocks, and in one call, medians of 3; "
+          f"acoustic-toolbox: T30+EDT+C50+C80; both competitors are single-threaded libraries)")
+    print(f"\n{'ratio of per-IR times':42}{'1 thread':>10}{'default':>10}{'CPU time':>10}{'target':>9}")
     for label, key, target in (("acoustic-toolbox / i2r", "toolbox", 20), ("pyrato / i2r", "pyrato", 10)):
-        print(f"  {label:28}{ms[key + '_s'] / ms['i2r1_s']:9.1f}x{ms[key + '_s'] / ms['i2r_s']:9.1f}x"
-              f"{ms[key + '_cpu_s'] / ms['i2r_cpu_s']:9.1f}x{f'>= {target}x':>9}")
+        for i2r_key, how in (("i2r", f"blocks of {block}"), ("whole", "one call")):
+            one_thread = "i2r1" if i2r_key == "i2r" else "whole1"
+            print(f"  {label + ', ' + how:40}{ms[key + '_s'] / ms[one_thread + '_s']:9.1f}x"
+                  f"{ms[key + '_s'] / ms[i2r_key + '_s']:9.1f}x"
+                  f"{ms[key + '_cpu_s'] / ms[i2r_key + '_cpu_s']:9.1f}x{f'>= {target}x':>9}")
     print(f"\nthe filter bank alone is {100 * ms['bank_s'] / ms['i2r1_s']:.0f} % of i2r's one-thread time: "
           f"were everything else free, the one-thread ratios would be {ms['toolbox_s'] / ms['bank_s']:.1f}x "
           f"(acoustic-toolbox) and {ms['pyrato_s'] / ms['bank_s']:.1f}x (pyrato)")
+
+
+# --- how i2r's threads scale ------------------------------------------------------------------
+
+SCALING_IRS = 48
+"""IRs per call in :func:`scaling`: six chunks of eight, so two threads get equal shares."""
+
+
+def per_ir_ms(irs: np.ndarray, fs: int, workers: int, seconds: float) -> float:
+    """Median wall time per IR (ms) of :func:`run_i2r` on ``irs``, called again and again for
+    about ``seconds``."""
+    times = []
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or len(times) < 3:
+        _, elapsed, _ = timed(run_i2r, irs, fs, workers)
+        times.append(elapsed / len(irs))
+    return 1e3 * statistics.median(times)
+
+
+def _alone_in_process(seconds: float, barrier, results) -> None:
+    """One single-thread i2r, in a process of its own, started with its twin by ``barrier``."""
+    config = SynthConfig()
+    irs, _ = synth_set(config, 0, SCALING_IRS)
+    run_i2r(irs[:2], config.fs, 1)
+    barrier.wait()
+    results.put(per_ir_ms(irs, config.fs, 1, seconds))
+
+
+def scaling(seconds: float, rounds: int = 3) -> None:
+    """Print what two cores give i2r: one thread alone; two threads in one process (what
+    ``workers=0`` does here); two single-thread processes at once, which share the cores, caches
+    and memory bandwidth but not Python's global interpreter lock (GIL). Medians of ``rounds``
+    side-by-side rounds of ``seconds`` each."""
+    config = SynthConfig()
+    irs, _ = synth_set(config, 0, SCALING_IRS)
+    run_i2r(irs[:2], config.fs, 1)
+    run_i2r(irs[:2], config.fs, 2)
+    context = multiprocessing.get_context("spawn")
+    alone, threads, paired = [], [], []
+    for _ in range(rounds):
+        alone.append(per_ir_ms(irs, config.fs, 1, seconds))
+        threads.append(per_ir_ms(irs, config.fs, 2, seconds))
+        barrier, results = context.Barrier(2), context.Queue()
+        twins = [context.Process(target=_alone_in_process, args=(seconds, barrier, results)) for _ in range(2)]
+        for twin in twins:
+            twin.start()
+        paired.append(statistics.mean(results.get() for _ in twins))
+        for twin in twins:
+            twin.join()
+    one, two, each = (statistics.median(v) for v in (alone, threads, paired))
+    print(f"i2r on {os.cpu_count()} cores, {SCALING_IRS} IRs per call, medians of {rounds} rounds of {seconds:g} s:")
+    print(f"  one thread, alone                       {one:6.2f} ms per IR")
+    print(f"  two threads in one process (workers=2)  {two:6.2f} ms per IR: each thread {2 * two:.2f} "
+          f"({100 * (2 * two / one - 1):+.0f} %), {one / two:.2f}x one thread")
+    print(f"  two one-thread processes at once        {each:6.2f} ms per IR each ({100 * (each / one - 1):+.0f} %): "
+          f"{each / 2:.2f} together, {2 * one / each:.2f}x one thread")
 
 
 def main(argv=None) -> None:
@@ -299,7 +381,13 @@ def main(argv=None) -> None:
     parser.add_argument("--n-competitors", type=int, default=50, help="IRs for the other tools")
     parser.add_argument("--block", type=int, default=50, help="IRs per i2r call (default 50)")
     parser.add_argument("--profile", action="store_true", help="profile one i2r block and exit")
+    parser.add_argument("--scaling", type=float, metavar="SECONDS",
+                        help="only time i2r on one thread, two threads and two processes (SECONDS per "
+                             "measurement, three rounds) and exit; needs neither competitor")
     args = parser.parse_args(argv)
+    if args.scaling:
+        scaling(args.scaling)
+        return
     config = SynthConfig(n=args.n)
     if args.profile:
         irs, _ = synth_set(config, 0, args.block)
