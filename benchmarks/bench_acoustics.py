@@ -363,7 +363,8 @@ def scaling(seconds: float, rounds: int = 3) -> None:
         twins = [context.Process(target=_alone_in_process, args=(seconds, barrier, results)) for _ in range(2)]
         for twin in twins:
             twin.start()
-        paired.append(statistics.mean(results.get() for _ in twins))
+        # generous: each twin builds its IRs and imports i2r first; a twin that died must not hang the run
+        paired.append(statistics.mean(results.get(timeout=seconds + 600) for _ in twins))
         for twin in twins:
             twin.join()
     one, two, each = (statistics.median(v) for v in (alone, threads, paired))
