@@ -24,8 +24,8 @@ CPU seconds per IR) shows the work saved rather than the cores added.
 Also timed, on one thread: i2r's zero-phase filter bank alone (the forward FFT and the weighted
 inverse FFTs, nothing measured), the floor of any implementation of that bank. And, after the
 blocks, i2r on all ``--n`` IRs in one call, as a user with a thousand IRs would run it (three
-rounds, one thread and default alternating): the blocks of 50 each end in a chunk of two IRs and
-start the second core afresh, which costs the default threads more than one thread.
+rounds, one thread and default alternating): a block of 50 ends in chunks of two IRs (one
+thread) or of four and two (two threads), which the FFTs transform at a higher cost per row.
 
 Printed: per-IR median wall and CPU times, the ratios, and the median absolute T30 error (%)
 per band against the ground truth for each tool on the same subset (and for i2r on all IRs).
