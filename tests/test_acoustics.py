@@ -16,7 +16,7 @@ from i2r.acoustics import (AcousticParameters, AnalysisConfig, analyze, band_cen
 from i2r.acoustics.bands import G, FilterBank, band_magnitude, exact_centres, ringing_time
 from i2r.acoustics.parameters import FFT_LANES, _chunks, _energy_parameters
 from i2r.acoustics.decay import (EnergySums, LundebySettings, _Frames, _truncation, decay_curve_db,
-                                lundeby, onset_index)
+                                lundeby, onset_index, range_sums)
 from i2r.audio import load_audio, to_mono
 from i2r.errors import UserError
 
@@ -345,6 +345,34 @@ def test_lundeby_shortcuts_are_exact():
     np.testing.assert_array_equal(part.total, sums.total[rows])
     np.testing.assert_array_equal(frames.subset(rows).levels(window[rows]), every[rows])
     np.testing.assert_array_equal(frames.subset(rows).levels(window[rows], until[rows]), some[rows])
+
+
+def test_range_sums_and_moments_match_direct_sums_at_every_edge():
+    """``range_sums`` (one ``reduceat`` over the flattened rows) against a loop of sums, with
+    the ranges that its index tricks must get right: empty ranges (anywhere, and at the very end
+    of the last row), a range ending at the end of a middle row and of the last row, and whole
+    rows. ``moment_between`` (cell moments plus the partial cells at both ends) against the
+    first moment summed sample by sample, for edges on and off the 8-sample cells."""
+    rng = np.random.default_rng(5)
+    values = rng.random((6, 40))
+    start = np.array([0, 7, 40, 13, 0, 40])
+    stop = np.array([40, 7, 40, 39, 40, 40])
+    expected = [values[b, a:z].sum() for b, (a, z) in enumerate(zip(start, stop))]
+    np.testing.assert_allclose(range_sums(values, start, stop), expected, rtol=1e-14)
+    last_row_ends = np.array([3, 3, 3, 3, 3, 5])
+    np.testing.assert_allclose(range_sums(values, np.zeros(6, int), last_row_ends),
+                               values[:, :3].sum(-1) + np.r_[0, 0, 0, 0, 0, values[5, 3:5].sum()], rtol=1e-14)
+    assert range_sums(np.zeros((0, 4)), np.zeros(0, int), np.zeros(0, int)).shape == (0,)
+
+    energy = rng.random((4, 203))
+    sums = EnergySums(energy, 8)
+    lo, hi = np.array([0, 5, 16, 100]), np.array([203, 5, 61, 200])
+    j = np.arange(203)
+    direct = [(j * energy[b])[a:z].sum() for b, (a, z) in enumerate(zip(lo, hi))]
+    np.testing.assert_allclose(sums.moment_between(lo, hi), direct, rtol=1e-12)
+    rows = np.array([3, 0])
+    np.testing.assert_allclose(sums.subset(rows).moment_between(lo[rows], hi[rows]),
+                               np.array(direct)[rows], rtol=1e-12)
 
 
 def test_compensation_continues_the_decay_line_exactly_and_ts_counts_the_tail_moment():

@@ -147,11 +147,11 @@ class EnergySums:
                  within: np.ndarray | None = None):
         self.energy, self.hop = energy, int(hop)
         self.n = energy.shape[-1] if energy is not None else cells.shape[-1] - 1
-        self._within = within
         if cells is None:
-            # one pass over the energy for both the sums and the within-cell first moments
-            weights = np.stack([np.ones(self.hop), np.arange(self.hop, dtype=float)], axis=-1)
-            cells, self._within = self._cell_prefix(weights)
+            n_cells = -(-self.n // self.hop)
+            cells, within = np.empty((energy.shape[0], n_cells + 1)), np.empty((energy.shape[0], n_cells))
+            self.write_cells(energy, self.hop, cells, within)
+        self._within = within
         self._all_cells = cells
         self.rows = np.arange(cells.shape[0])
         """Row of ``energy`` that each row of ``cells`` sums (all of them, or a :meth:`subset`)."""
@@ -174,35 +174,36 @@ class EnergySums:
     def from_prefix(cls, cs: np.ndarray) -> "EnergySums":
         return cls(None, 1, cs)
 
-    @classmethod
-    def stacked(cls, energy, parts: list["EnergySums"]) -> "EnergySums":
-        """The sums of ``energy``, whose rows are those of ``parts`` (sums of the same hop taken
-        one block of rows at a time) one after the other."""
-        return cls(energy, parts[0].hop, np.concatenate([part.cells for part in parts]),
-                   np.concatenate([part._within for part in parts]))
-
     @property
     def total(self) -> np.ndarray:
         return self._all_cells[self.rows, -1]
 
-    def _cell_prefix(self, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Per cell, ``sum_r weights[r, w] * energy[cell * hop + r]`` for the two weight columns
-        ``w`` (the last cell may be short), in one matrix product over the energy; returns the
-        prefix sums of column 0 ``(batch, n_cells + 1)`` and the per-cell values of column 1
-        ``(batch, n_cells)``, float64."""
-        batch, n, hop = self.energy.shape[0], self.n, self.hop
+    @staticmethod
+    def write_cells(energy, hop: int, cells: np.ndarray, within: np.ndarray) -> None:
+        """The cell sums of ``energy`` ``(batch, n)`` (NumPy array or tensor) into ``cells``
+        ``(batch, n_cells + 1)`` as prefix sums (``cells[:, j]`` sums ``energy[:, :j * hop]``) and
+        its within-cell first moments ``sum_r r * energy[cell * hop + r]`` into ``within``
+        ``(batch, n_cells)``, both float64, ``n_cells = ceil(n / hop)`` (the last cell may be
+        short). One pass over the energy for both: a product with the weights ``[1, r]``.
+
+        Writing into given arrays lets a caller lay the sums of several blocks of rows (the
+        bands of a chunk) side by side in one array without copying them there afterwards."""
+        batch, n = energy.shape
         full = n // hop
-        weights = _like(weights.astype(np.float32 if is_tensor(self.energy) else self.energy.dtype), self.energy)
-        per_cell = np.zeros((batch, -(-n // hop), 2))
+        weights = np.stack([np.ones(hop), np.arange(hop, dtype=float)], axis=-1)
+        weights = _like(weights.astype(np.float32 if is_tensor(energy) else energy.dtype), energy)
+        dtype = np.float32 if is_tensor(energy) else np.result_type(energy.dtype, np.float32)
+        per_cell = np.empty((batch, within.shape[-1], 2), dtype=dtype)
         # stacked products, one BLAS call per item: a single (batch, k) @ (k, 2) call would be
         # blocked by BLAS according to the batch size, and an item's rounding would depend on
         # its neighbours (chunks and threads must not change a bit)
-        per_cell[:, :full] = _numpy(self.energy[:, : full * hop].reshape(batch, full, hop) @ weights)
+        per_cell[:, :full] = _numpy(energy[:, : full * hop].reshape(batch, full, hop) @ weights)
         if n > full * hop:
-            per_cell[:, -1] = _numpy(self.energy[:, None, full * hop:] @ weights[: n - full * hop])[:, 0]
-        out = np.zeros((batch, per_cell.shape[1] + 1))
-        np.cumsum(per_cell[..., 0], axis=-1, out=out[:, 1:])
-        return out, per_cell[..., 1]
+            per_cell[:, -1] = _numpy(energy[:, None, full * hop:] @ weights[: n - full * hop])[:, 0]
+        cells[:, 0] = 0.0
+        # accumulated in float64 whatever the energy's dtype
+        np.cumsum(per_cell[..., 0], axis=-1, dtype=np.float64, out=cells[:, 1:])
+        within[...] = per_cell[..., 1]
 
     def _partial(self, index: np.ndarray, weight) -> np.ndarray:
         """Sum of ``weight(sample) * energy`` over the partial cell before each ``index``."""
@@ -223,24 +224,40 @@ class EnergySums:
         cells = self._all_cells[self.rows if cell.ndim == 1 else self.rows[:, None], cell]
         return cells + self._partial(index, lambda samples: 1.0)
 
-    def moment_before(self, index) -> np.ndarray:
-        """Exact ``sum(j * energy[b, j] for j < index[b])``, for the centre time."""
-        index = np.clip(np.asarray(index), 0, self.n)
-        cell = index // self.hop
-        # running sums of the per-cell moments only as far as the latest index (the crosspoint)
-        width = int(cell.max(initial=0))
+    def moment_between(self, start, stop) -> np.ndarray:
+        """Exact ``sum(j * energy[b, j] for start[b] <= j < stop[b])`` ``(batch,)``, for the
+        centre time; ``start``, ``stop`` ``(batch,)`` sample indices, ``start <= stop``, clipped
+        to ``[0, n]``."""
+        start, stop = (np.clip(np.asarray(index), 0, self.n) for index in (start, stop))
+        first, last = start // self.hop, stop // self.hop
+        # the per-cell moments only as far as the latest cell needed (the crosspoint's)
+        width = int(last.max(initial=0))
         starts = self.hop * np.arange(width, dtype=float)
         within = self._within if self._whole else self._within[self.rows]
         per_cell = np.diff(self.cells[:, : width + 1], axis=-1) * starts + within[:, :width]
-        moments = np.zeros((len(self.cells), width + 1))
-        np.cumsum(per_cell, axis=-1, out=moments[:, 1:])
-        return _take(moments, cell) + self._partial(index, lambda samples: samples)
+        whole_cells = range_sums(per_cell, first, last)
+        return whole_cells + self._partial(stop, lambda samples: samples) - self._partial(start, lambda samples: samples)
 
 
-def _take(array: np.ndarray, index: np.ndarray) -> np.ndarray:
-    squeeze = index.ndim == 1
-    out = np.take_along_axis(array, index[:, None] if squeeze else index, axis=-1)
-    return out[:, 0] if squeeze else out
+def range_sums(values: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """``sum(values[b, start[b]:stop[b]])`` per row -> ``(batch,)``; ``values`` ``(batch, W)``
+    float, ``0 <= start <= stop <= W`` integers (an empty range sums to 0).
+
+    One ``reduceat`` over the flattened rows reads only the ranges, with NumPy's pairwise
+    summation; running sums (``cumsum``) for a few differences would cost a sequential pass
+    over every row, holding the GIL."""
+    flat = np.ravel(values)
+    if not flat.size:
+        return np.zeros(len(values))
+    base = np.arange(len(values)) * values.shape[-1]
+    bounds = np.stack([base + start, base + stop], axis=-1).ravel()
+    # the last range may end at the end of the array, which reduceat's last segment does anyway
+    if bounds[-1] == flat.size:
+        bounds = bounds[:-1]
+    # an empty range at the very end: any valid index, its sum is replaced by 0 below
+    np.minimum(bounds, flat.size - 1, out=bounds)
+    sums = np.add.reduceat(flat, bounds)[0::2]
+    return np.where(stop > start, sums, 0.0)
 
 
 def _as_sums(cs) -> EnergySums:

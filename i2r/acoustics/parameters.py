@@ -25,8 +25,9 @@ import numpy as np
 from i2r.acoustics.bands import (FilterBank, Workspace, band_centres, band_edges,
                                  highpass_ringing_time, ringing_time)
 from i2r.acoustics.decay import (EnergySums, LundebySettings, Truncation, is_tensor,
-                                 cumulative_energy, decay_curve_db, first_index_of_max,
-                                 level_crossings, lundeby, onset_index, remaining_energy)
+                                 decay_curve_db, first_index_of_max,
+                                 level_crossings, lundeby, onset_index, range_sums,
+                                 remaining_energy)
 from i2r.errors import UserError
 
 BAND_KEYS = ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s")
@@ -246,27 +247,20 @@ def _curve_hop(fs: float) -> int:
     return max(1, int(round(fs * 0.001)))
 
 
-def _prefix_slope(prefix, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
-    """Least-squares slope (dB per grid step) of the curve over grid points ``[start, stop)``.
-
-    ``prefix`` = running sums of ``y`` and ``j * y`` (:func:`_decay_prefix`), so each range
-    costs O(batch): closed-form normal equations with ``sum j`` and ``sum j^2`` in closed form.
-    NaN where the range holds fewer than two points.
+def _range_slope(curve_db: np.ndarray, weighted: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
+    """Least-squares slope (dB per grid step) of the curve ``(batch, F)`` over grid points
+    ``[start, stop)`` ``(batch,)``, from the sums of ``y`` and of ``weighted`` = ``j * y`` over
+    the range (``weighted`` may stop after the last ``stop``): closed-form normal equations with
+    ``sum j`` and ``sum j^2`` in closed form. NaN where the range holds fewer than two points.
     """
-    y_sum, jy_sum = prefix
     m = (stop - start).astype(float)
     a = start.astype(float)
     sj = m * (2 * a + m - 1) / 2.0
     sjj = ((a + m - 1) * (a + m) * (2 * a + 2 * m - 1) - (a - 1) * a * (2 * a - 1)) / 6.0
-    sy = np.take_along_axis(y_sum, stop[:, None], -1)[:, 0] - np.take_along_axis(y_sum, start[:, None], -1)[:, 0]
-    sjy = np.take_along_axis(jy_sum, stop[:, None], -1)[:, 0] - np.take_along_axis(jy_sum, start[:, None], -1)[:, 0]
+    sy, sjy = range_sums(curve_db, start, stop), range_sums(weighted, start, stop)
     with np.errstate(divide="ignore", invalid="ignore"):
         slope = (m * sjy - sj * sy) / (m * sjj - sj * sj)
     return np.where(m >= 2, slope, np.nan)
-
-
-def _decay_prefix(curve_db: np.ndarray):
-    return cumulative_energy(curve_db), cumulative_energy(curve_db * np.arange(curve_db.shape[-1]))
 
 
 def _fit_range(curve_db: np.ndarray, start_db: float, end_db: float) -> tuple[np.ndarray, np.ndarray]:
@@ -281,13 +275,13 @@ def _fit_decay_times(curve_db, ranges: dict, reach_limit, hop, fs) -> dict:
     over it, extrapolated to 60 dB, under ``key``; under ``key + ":reached"``, whether the
     measured decay (before the crosspoint, grid index ``reach_limit``) got to ``end_db``."""
     bounds = {key: _fit_range(curve_db, start_db, end_db) for key, (start_db, end_db) in ranges.items()}
-    # running sums only as far as the lowest evaluation point of the batch: usually a fraction
-    # of the IR, whose tail is noise
+    # j * y only as far as the lowest evaluation point of the batch: usually a fraction of the
+    # IR, whose tail is noise
     width = max(int(end.max(initial=0)) for _, end in bounds.values())
-    prefix = _decay_prefix(curve_db[:, :width])
+    weighted = curve_db[:, :width] * np.arange(width)
     values = {}
     for key, (start, end) in bounds.items():
-        slope = _prefix_slope(prefix, start, end) * fs / hop
+        slope = _range_slope(curve_db, weighted, start, end) * fs / hop
         with np.errstate(divide="ignore", invalid="ignore"):
             values[key] = np.where(slope < 0, -60.0 / slope, np.nan)
         values[key + ":reached"] = end < reach_limit
@@ -340,9 +334,8 @@ def _energy_parameters(sums: EnergySums, trunc, onset, fs) -> dict:
     boundaries = onset[:, None] + np.array([0, round(0.050 * fs), round(0.080 * fs)])
     total, late50, late80 = remaining_energy(sums, trunc, boundaries).T
     cp = trunc.crosspoint
-    ends = np.stack([cp, onset], axis=-1)
-    first = np.subtract(*sums.moment_before(ends).T)
-    measured = np.subtract(*sums.before(ends).T)
+    first = sums.moment_between(onset, cp)
+    measured = np.subtract(*sums.before(np.stack([cp, onset], axis=-1)).T)
     moment = first - onset * measured + trunc.tail * (cp - onset + trunc.tau)
     with np.errstate(divide="ignore", invalid="ignore"):
         return {"c50_db": 10.0 * np.log10((total - late50) / late50),
@@ -512,11 +505,15 @@ def _band_rows(bank: FilterBank, x: np.ndarray, hop: int, threshold_db: float):
         energy = x * x
         return EnergySums(energy, hop), onset_index(energy, threshold_db), first_index_of_max(energy)
     slots = bank.output_buffer(1 + len(bank)) if bank.device is None else [None] * (1 + len(bank))
-    energies, sums, onsets = [], [], []
+    batch, n_cells = len(x), -(-bank.n // hop)
+    # the sums of every band written straight into the rows of the stack
+    cells, within = np.empty((len(slots) * batch, n_cells + 1)), np.empty((len(slots) * batch, n_cells))
+    energies, onsets = [], []
     for k, slot in enumerate(slots):
         energy = _squared(bank.highpass(bank.lower[0], slot) if k == 0 else bank.band(k - 1, slot))
         energies.append(energy)
-        sums.append(EnergySums(energy, hop))
+        rows = slice(k * batch, (k + 1) * batch)
+        EnergySums.write_cells(energy, hop, cells[rows], within[rows])
         onsets.append(onset_index(energy, threshold_db))
     if bank.device is None:
         stacked = slots[..., : bank.n].reshape(-1, bank.n)
@@ -524,7 +521,7 @@ def _band_rows(bank: FilterBank, x: np.ndarray, hop: int, threshold_db: float):
         import torch
 
         stacked = torch.cat(energies)
-    return EnergySums.stacked(stacked, sums), np.concatenate(onsets), first_index_of_max(energies[0])
+    return EnergySums(stacked, hop, cells, within), np.concatenate(onsets), first_index_of_max(energies[0])
 
 
 def analyze(ir, fs: float, bands: str = "octave", config: AnalysisConfig | None = None) -> AcousticParameters:
