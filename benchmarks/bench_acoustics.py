@@ -23,9 +23,11 @@ CPU seconds per IR) shows the work saved rather than the cores added.
 
 Also timed, on one thread: i2r's zero-phase filter bank alone (the forward FFT and the weighted
 inverse FFTs, nothing measured), the floor of any implementation of that bank. And, after the
-blocks, i2r on all ``--n`` IRs in one call, as a user with a thousand IRs would run it (three
-rounds, one thread and default alternating): a block of 50 ends in chunks of two IRs (one
-thread) or of four and two (two threads), which the FFTs transform at a higher cost per row.
+blocks, i2r on all ``--n`` IRs in one call, as a user with a thousand IRs would run it (five
+rounds, one thread and default alternating, each followed by both competitors on four of their
+IRs; the one-call ratios are medians of each round's ratio, as the machine's speed drifts).
+A block of 50 ends in chunks of two IRs (one thread) or of four and two (two threads), which
+the FFTs transform at a higher cost per row.
 
 Printed: per-IR median wall and CPU times, the ratios, and the median absolute T30 error (%)
 per band against the ground truth for each tool on the same subset (and for i2r on all IRs).
@@ -181,11 +183,19 @@ def timed(fn, *args):
 # --- the benchmark -----------------------------------------------------------------------------
 
 
+ONE_CALL_ROUNDS = 5
+ROUND_IRS = 4
+"""Competitor IRs timed in each round of the one-call timings, beside i2r's calls: the ratios of
+a round compare times taken within seconds of each other."""
+
+
 @dataclass
 class Measurements:
     """Per-IR wall and CPU seconds and T30 ``(k, n_bands)`` of each tool, with the ground truth;
     i2r on one thread (``i2r1``) and on all cores (``i2r``), and its filter bank alone (``bank``),
-    per block; i2r on all IRs in one call (``whole1``, ``whole``), per round."""
+    per block; i2r on all IRs in one call (``whole1``, ``whole``), per round, with the median
+    times of the competitors on :data:`ROUND_IRS` of their IRs in the same round (``round_*``)."""
+
 
     i2r_s: list = field(default_factory=list)
     i2r_cpu_s: list = field(default_factory=list)
@@ -206,6 +216,10 @@ class Measurements:
     pyrato_s: list = field(default_factory=list)
     pyrato_cpu_s: list = field(default_factory=list)
     pyrato_t30: list = field(default_factory=list)
+    round_toolbox_s: list = field(default_factory=list)
+    round_toolbox_cpu_s: list = field(default_factory=list)
+    round_pyrato_s: list = field(default_factory=list)
+    round_pyrato_cpu_s: list = field(default_factory=list)
 
 
 def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> Measurements:
@@ -229,7 +243,7 @@ def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> M
     warm_path = os.path.join(folder, "warm_up.wav")
     soundfile.write(warm_path, warm_up[0].astype(np.float32), config.fs, subtype="FLOAT")
     run_acoustic_toolbox(warm_path)
-    blocks = []
+    blocks, competitor_inputs = [], []
     for start in range(0, config.n, block):
         irs, t60 = synth_set(config, start, min(start + block, config.n))
         blocks.append(irs)
@@ -260,16 +274,27 @@ def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> M
             m.pyrato_cpu_s.append(cpu)
             m.pyrato_t30.append(t30_pr)
             m.sub_index.append(start + j)
+            competitor_inputs.append((path, irs[j]))
     everything = np.concatenate(blocks)
     del blocks
     block_t30 = np.concatenate(m.i2r_t30)
-    for _ in range(3):
+    for round_index in range(ONE_CALL_ROUNDS):
         for workers, wall, cpu_time in ((1, m.whole1_s, m.whole1_cpu_s), (0, m.whole_s, m.whole_cpu_s)):
             (t30, _), seconds, cpu = timed(run_i2r, everything, config.fs, workers)
             if not np.array_equal(t30, block_t30, equal_nan=True):
                 raise SystemExit("i2r on all IRs in one call and block by block disagree")
             wall.append(seconds / len(everything))
             cpu_time.append(cpu / len(everything))
+        # the machine's speed drifts over a run: the competitors again, within seconds of i2r
+        round_times = {"toolbox": [], "pyrato": []}
+        for i in range(min(ROUND_IRS, len(competitor_inputs))):
+            path, ir = competitor_inputs[(round_index * ROUND_IRS + i) % len(competitor_inputs)]
+            round_times["toolbox"].append(timed(run_acoustic_toolbox, path)[1:])
+            round_times["pyrato"].append(timed(run_pyrato, ir, config.fs)[1:])
+        for key, pairs in round_times.items():
+            walls, cpus = zip(*pairs)
+            getattr(m, f"round_{key}_s").append(statistics.median(walls))
+            getattr(m, f"round_{key}_cpu_s").append(statistics.median(cpus))
     return m
 
 
@@ -306,14 +331,23 @@ def print_times(m: Measurements, n: int, block: int, n_sub: int) -> None:
             (f"acoustic-toolbox ({n_sub} IRs)", "toolbox"), (f"pyrato, T30 only ({n_sub} IRs)", "pyrato")]
     for label, key in rows:
         print(f"  {label:28}{ms[key + '_s']:9.2f}{ms[key + '_cpu_s']:9.2f}")
-    print(f"  (i2r: {n} IRs in blocks of {block}, medians over blocks, and in one call, medians of 3; "
-          f"acoustic-toolbox: T30+EDT+C50+C80; both competitors are single-threaded libraries)")
+    print(f"  (i2r: {n} IRs in blocks of {block}, medians over blocks, and in one call, medians of "
+          f"{len(m.whole_s)} rounds; acoustic-toolbox: T30+EDT+C50+C80; both competitors are "
+          f"single-threaded libraries)")
+    print(f"  (in the one-call rounds, beside i2r: acoustic-toolbox {1e3 * np.median(m.round_toolbox_s):.2f} ms, "
+          f"pyrato {1e3 * np.median(m.round_pyrato_s):.2f} ms, medians of {ROUND_IRS} IRs per round)")
+
+    def per_round(competitor: list, i2r: list) -> float:
+        return statistics.median(c / i for c, i in zip(competitor, i2r))
+
     print(f"\n{'ratio of per-IR times':42}{'1 thread':>10}{'default':>10}{'CPU time':>10}{'target':>9}")
     for label, key, target in (("acoustic-toolbox / i2r", "toolbox", 20), ("pyrato / i2r", "pyrato", 10)):
-        for one_thread, default, how in (("i2r1", "i2r", f"blocks of {block}"), ("whole1", "whole", "one call")):
-            print(f"  {label + ', ' + how:40}{ms[key + '_s'] / ms[one_thread + '_s']:9.1f}x"
-                  f"{ms[key + '_s'] / ms[default + '_s']:9.1f}x"
-                  f"{ms[key + '_cpu_s'] / ms[default + '_cpu_s']:9.1f}x{f'>= {target}x':>9}")
+        blocks = (ms[key + "_s"] / ms["i2r1_s"], ms[key + "_s"] / ms["i2r_s"], ms[key + "_cpu_s"] / ms["i2r_cpu_s"])
+        rounds = (per_round(getattr(m, f"round_{key}_s"), m.whole1_s), per_round(getattr(m, f"round_{key}_s"), m.whole_s),
+                  per_round(getattr(m, f"round_{key}_cpu_s"), m.whole_cpu_s))
+        for how, ratios in ((f"blocks of {block}", blocks), ("one call", rounds)):
+            print(f"  {label + ', ' + how:40}" + "".join(f"{r:9.1f}x" for r in ratios) + f"{f'>= {target}x':>9}")
+    print("  (one call: the median over rounds of each round's ratio)")
     print(f"\nthe filter bank alone is {100 * ms['bank_s'] / ms['i2r1_s']:.0f} % of i2r's one-thread time: "
           f"were everything else free, the one-thread ratios would be {ms['toolbox_s'] / ms['bank_s']:.1f}x "
           f"(acoustic-toolbox) and {ms['pyrato_s'] / ms['bank_s']:.1f}x (pyrato)")
