@@ -196,7 +196,6 @@ class Measurements:
     per block; i2r on all IRs in one call (``whole1``, ``whole``), per round, with the median
     times of the competitors on :data:`ROUND_IRS` of their IRs in the same round (``round_*``)."""
 
-
     i2r_s: list = field(default_factory=list)
     i2r_cpu_s: list = field(default_factory=list)
     i2r1_s: list = field(default_factory=list)

@@ -156,7 +156,7 @@ def _keep_freed_memory_in_heap() -> None:
     5.94 s IRs), against none once the threshold has risen; a process that has freed a large
     array before (most numerical programs) is already there. The cost: up to 62 MiB of freed
     memory stays with the process. The block is never touched, so no page of it is faulted in;
-    other allocators (macOS, Windows, musl) are not affected."""
+    with other allocators (macOS, Windows, musl) it is just an allocation and a free."""
     block = np.empty((31 << 20) // 8)
     del block
 

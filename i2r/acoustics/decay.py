@@ -148,8 +148,7 @@ class EnergySums:
         self.energy, self.hop = energy, int(hop)
         self.n = energy.shape[-1] if energy is not None else cells.shape[-1] - 1
         if cells is None:
-            n_cells = -(-self.n // self.hop)
-            cells, within = np.empty((energy.shape[0], n_cells + 1)), np.empty((energy.shape[0], n_cells))
+            cells, within = self.empty_cells(energy.shape[0], self.n, self.hop)
             self.write_cells(energy, self.hop, cells, within)
         self._within = within
         self._all_cells = cells
@@ -177,6 +176,13 @@ class EnergySums:
     @property
     def total(self) -> np.ndarray:
         return self._all_cells[self.rows, -1]
+
+    @staticmethod
+    def empty_cells(rows: int, n: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+        """Uninitialised ``cells`` ``(rows, n_cells + 1)`` and ``within`` ``(rows, n_cells)``
+        float64 for :meth:`write_cells`, ``n_cells = ceil(n / hop)``."""
+        n_cells = -(-n // hop)
+        return np.empty((rows, n_cells + 1)), np.empty((rows, n_cells))
 
     @staticmethod
     def write_cells(energy, hop: int, cells: np.ndarray, within: np.ndarray) -> None:
@@ -235,8 +241,10 @@ class EnergySums:
         starts = self.hop * np.arange(width, dtype=float)
         within = self._within if self._whole else self._within[self.rows]
         per_cell = np.diff(self.cells[:, : width + 1], axis=-1) * starts + within[:, :width]
-        whole_cells = range_sums(per_cell, first, last)
-        return whole_cells + self._partial(stop, lambda samples: samples) - self._partial(start, lambda samples: samples)
+        def moment(samples):
+            return samples
+
+        return range_sums(per_cell, first, last) + self._partial(stop, moment) - self._partial(start, moment)
 
 
 def range_sums(values: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:

@@ -505,9 +505,9 @@ def _band_rows(bank: FilterBank, x: np.ndarray, hop: int, threshold_db: float):
         energy = x * x
         return EnergySums(energy, hop), onset_index(energy, threshold_db), first_index_of_max(energy)
     slots = bank.output_buffer(1 + len(bank)) if bank.device is None else [None] * (1 + len(bank))
-    batch, n_cells = len(x), -(-bank.n // hop)
+    batch = len(x)
     # the sums of every band written straight into the rows of the stack
-    cells, within = np.empty((len(slots) * batch, n_cells + 1)), np.empty((len(slots) * batch, n_cells))
+    cells, within = EnergySums.empty_cells(len(slots) * batch, bank.n, hop)
     energies, onsets = [], []
     for k, slot in enumerate(slots):
         energy = _squared(bank.highpass(bank.lower[0], slot) if k == 0 else bank.band(k - 1, slot))
