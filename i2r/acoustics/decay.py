@@ -241,10 +241,8 @@ class EnergySums:
         starts = self.hop * np.arange(width, dtype=float)
         within = self._within if self._whole else self._within[self.rows]
         per_cell = np.diff(self.cells[:, : width + 1], axis=-1) * starts + within[:, :width]
-        def moment(samples):
-            return samples
-
-        return range_sums(per_cell, first, last) + self._partial(stop, moment) - self._partial(start, moment)
+        up_to_stop = range_sums(per_cell, first, last) + self._partial(stop, lambda samples: samples)
+        return up_to_stop - self._partial(start, lambda samples: samples)
 
 
 def range_sums(values: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
