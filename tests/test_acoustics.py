@@ -18,7 +18,7 @@ from i2r.acoustics import (AcousticParameters, AnalysisConfig, analyze, band_cen
                            decay_time, validate_ir)
 from i2r.acoustics.bands import G, FilterBank, band_magnitude, exact_centres, ringing_time
 from i2r.acoustics.parameters import FFT_LANES, _chunks, _energy_parameters
-from i2r.acoustics.decay import (EnergySums, LundebySettings, _Frames, _truncation, decay_curve_db,
+from i2r.acoustics.decay import (EnergySums, _truncation, decay_curve_db,
                                 lundeby, onset_index, range_sums)
 from i2r.audio import load_audio, to_mono
 from i2r.errors import UserError
@@ -327,27 +327,65 @@ def test_lundeby_and_compensated_edc_agree_with_pyrato_reference_data():
     assert any("broadband: T20 is NaN: peak-to-noise ratio 33." in warning for warning in measured.warnings)
 
 
-def test_lundeby_shortcuts_are_exact():
-    """Frames computed only up to ``until`` and sums of a subset of the batch read exactly what
-    the whole computation reads."""
-    rng = np.random.default_rng(21)
-    energy = (rng.standard_normal((5, 6000)) * np.exp(-np.arange(6000) / 900.0)) ** 2
+def test_lundeby_finds_the_noise_level_and_crosspoint_of_an_exact_decay():
+    """A noise-free exponential (T = 0.5 s at 8 kHz, after a 100-sample delay) on a constant
+    floor 40 dB below its start, ``E_j = exp(-k j) + N``, as 1 ms cells. Lundeby's procedure
+    must find the floor (averaged from where the decay is 10 dB below it, so the decay adds at
+    most 10 % of N there and little on average) and its late line: the least-squares line of
+    the exact level ``10 log10(exp(-k j) + N)`` from 25 dB to 5 dB above the floor (the floor
+    bends it there, so the slope is -113 dB/s, not the decay's -120), which meets the floor
+    0.35 s after the onset. The same rows measured one by one give the same numbers (each row
+    is fitted on its own)."""
+    fs, n, delay, t = 8000, 3 * 8000, 100, 0.5
+    k = 6.0 * math.log(10.0) / (t * fs)
+    floor = 1e-4
+    energy = np.full((3, n), floor)
+    energy[:, delay:] += np.exp(-k * np.arange(n - delay))
+    energy[1] *= 1e3  # gain changes nothing but the levels
+    energy[2, : delay + 4000] = floor  # an item whose decay starts later
+    energy[2, delay + 4000:] = floor + np.exp(-k * np.arange(n - delay - 4000))
+    onset = onset_index(energy)
+    assert onset.tolist() == [delay, delay, delay + 4000]
+    trunc = lundeby(EnergySums(energy, 8), onset, fs)
+    np.testing.assert_allclose(trunc.noise / np.array([1.0, 1e3, 1.0]), floor, rtol=0.01)
+    seconds = np.arange(n) / fs
+    level = 10.0 * np.log10(np.exp(-k * fs * seconds) / floor + 1.0)  # dB above the floor
+    late = (level < 25.0) & (level > 5.0)
+    slope, intercept = np.polyfit(seconds[late], level[late], 1)
+    assert slope == pytest.approx(-113.0, abs=1.0)
+    np.testing.assert_allclose(trunc.slope_db_s, slope, rtol=0.02)
+    np.testing.assert_allclose((trunc.crosspoint - onset) / fs, -intercept / slope, atol=0.005)
+    one_by_one = [lundeby(EnergySums(energy[i:i + 1], 8), onset[i:i + 1], fs) for i in range(3)]
+    for key in ("crosspoint", "noise", "slope_db_s", "tail"):
+        np.testing.assert_array_equal(getattr(trunc, key), [getattr(one, key)[0] for one in one_by_one])
+
+
+def test_decay_fits_are_least_squares_lines_on_the_whole_decay_curve():
+    """:func:`analyze` reads the decay curve only as far as its deepest evaluation level; its
+    EDT, T20 and T30 must be what a least-squares line (``np.polyfit``) over the whole curve
+    (:func:`decay_curve_db`) gives between the ISO 3382-1 crossings, for decays of every
+    length, with and without noise compensation."""
+    from i2r.acoustics.decay import curve_terms
+    from i2r.acoustics.parameters import DECAY_RANGES, _fit_decay_times
+
+    fs, n = 8000, 2 * 8000
+    rng = np.random.default_rng(8)
+    energy = np.stack([white_decay(rng, fs, n, t60, noise_db=-55.0, delay=37 * i) ** 2
+                       for i, t60 in enumerate([0.15, 0.4, 0.9, 1.6])])
     sums = EnergySums(energy, 8)
-    frames = _Frames(sums, onset_index(energy), 8000, LundebySettings())
-    window = np.array([40.0, 80.0, 160.0, 8.0, 400.0])
-    every = frames.levels(window)
-    until = np.array([0, 3, 50, 2400, 10**6])
-    some = frames.levels(window, until)
-    for b, end in enumerate(until):
-        np.testing.assert_array_equal(some[b, :end], every[b, :end])
-        assert np.isnan(some[b, end:]).all()
-    rows = np.array([4, 1])
-    part = sums.subset(rows)
-    index = np.array([[0, 17], [5999, 6000]])
-    np.testing.assert_array_equal(part.before(index), EnergySums(energy[rows], 8).before(index))
-    np.testing.assert_array_equal(part.total, sums.total[rows])
-    np.testing.assert_array_equal(frames.subset(rows).levels(window[rows]), every[rows])
-    np.testing.assert_array_equal(frames.subset(rows).levels(window[rows], until[rows]), some[rows])
+    onset = onset_index(energy)
+    trunc = lundeby(sums, onset, fs)
+    curve = decay_curve_db(sums, trunc, onset)
+    reach_limit = -(-trunc.crosspoint // 8)
+    values, reached_db = _fit_decay_times(sums, curve_terms(sums, trunc, onset), DECAY_RANGES, reach_limit, fs)
+    np.testing.assert_array_equal(reached_db, curve[np.arange(4), reach_limit - 1])
+    for key, (start_db, end_db) in DECAY_RANGES.items():
+        for i, row in enumerate(curve):
+            start = np.sum(row > start_db) if start_db < 0 else np.sum(row >= start_db)
+            end = np.sum(row > end_db)
+            slope = np.polyfit(np.arange(start, end) * 8 / fs, row[start:end], 1)[0]
+            assert values[key][i] == pytest.approx(-60.0 / slope, rel=1e-9), (key, i)
+            assert values[key + ":reached"][i] == (end < reach_limit[i])
 
 
 def test_range_sums_and_moments_match_direct_sums_at_every_edge():
@@ -373,9 +411,6 @@ def test_range_sums_and_moments_match_direct_sums_at_every_edge():
     j = np.arange(203)
     direct = [(j * energy[b])[a:z].sum() for b, (a, z) in enumerate(zip(lo, hi))]
     np.testing.assert_allclose(sums.moment_between(lo, hi), direct, rtol=1e-12)
-    rows = np.array([3, 0])
-    np.testing.assert_allclose(sums.subset(rows).moment_between(lo[rows], hi[rows]),
-                               np.array(direct)[rows], rtol=1e-12)
 
 
 def test_compensation_continues_the_decay_line_exactly_and_ts_counts_the_tail_moment():

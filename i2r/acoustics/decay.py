@@ -15,9 +15,9 @@ References:
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
 
@@ -150,24 +150,9 @@ class EnergySums:
         if cells is None:
             cells, within = self.empty_cells(energy.shape[0], self.n, self.hop)
             self.write_cells(energy, self.hop, cells, within)
+        self.cells = cells
+        """Cell prefix sums ``(batch, n_cells + 1)``: ``cells[:, j]`` sums ``energy[:, :j * hop]``."""
         self._within = within
-        self._all_cells = cells
-        self.rows = np.arange(cells.shape[0])
-        """Row of ``energy`` that each row of ``cells`` sums (all of them, or a :meth:`subset`)."""
-        self._whole = True
-
-    @property
-    def cells(self) -> np.ndarray:
-        """Cell prefix sums of the rows covered ``(rows, n_cells + 1)``: ``cells[:, j]`` sums
-        ``energy[:, :j * hop]``."""
-        return self._all_cells if self._whole else self._all_cells[self.rows]
-
-    def subset(self, rows: np.ndarray) -> "EnergySums":
-        """The sums of batch items ``rows`` only, for :meth:`before` and the cell prefix sums.
-        Nothing is copied: Lundeby's later iterations take a subset of a large batch each time."""
-        part = copy.copy(self)
-        part.rows, part._whole = self.rows[rows], False
-        return part
 
     @classmethod
     def from_prefix(cls, cs: np.ndarray) -> "EnergySums":
@@ -175,7 +160,7 @@ class EnergySums:
 
     @property
     def total(self) -> np.ndarray:
-        return self._all_cells[self.rows, -1]
+        return self.cells[:, -1]
 
     @staticmethod
     def empty_cells(rows: int, n: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +203,7 @@ class EnergySums:
         start = (index // self.hop) * self.hop
         offsets = np.arange(self.hop)
         samples = start[..., None] + offsets
-        rows = self.rows.reshape((-1,) + (1,) * (index.ndim))
+        rows = np.arange(len(index)).reshape((-1,) + (1,) * (index.ndim))
         picked = self.energy[_like(rows, self.energy), _like(np.minimum(samples, self.n - 1), self.energy)]
         values = _numpy(picked).astype(float) * weight(samples)
         return np.where(samples < index[..., None], values, 0.0).sum(axis=-1)
@@ -226,9 +211,8 @@ class EnergySums:
     def before(self, index) -> np.ndarray:
         """Exact ``sum(energy[b, :index[b, ...]])``; ``index`` ``(batch,)`` or ``(batch, k)``, clipped to ``[0, n]``."""
         index = np.clip(np.asarray(index), 0, self.n)
-        cell = index // self.hop
-        cells = self._all_cells[self.rows if cell.ndim == 1 else self.rows[:, None], cell]
-        return cells + self._partial(index, lambda samples: 1.0)
+        rows = np.arange(len(index)).reshape((-1,) + (1,) * (index.ndim - 1))
+        return self.cells[rows, index // self.hop] + self._partial(index, lambda samples: 1.0)
 
     def moment_between(self, start, stop) -> np.ndarray:
         """Exact ``sum(j * energy[b, j] for start[b] <= j < stop[b])`` ``(batch,)``, for the
@@ -239,8 +223,7 @@ class EnergySums:
         # the per-cell moments only as far as the latest cell needed (the crosspoint's)
         width = int(last.max(initial=0))
         starts = self.hop * np.arange(width, dtype=float)
-        within = self._within if self._whole else self._within[self.rows]
-        per_cell = np.diff(self.cells[:, : width + 1], axis=-1) * starts + within[:, :width]
+        per_cell = np.diff(self.cells[:, : width + 1], axis=-1) * starts + self._within[:, :width]
         up_to_stop = range_sums(per_cell, first, last) + self._partial(stop, lambda samples: samples)
         return up_to_stop - self._partial(start, lambda samples: samples)
 
@@ -270,82 +253,15 @@ def _as_sums(cs) -> EnergySums:
     return cs if isinstance(cs, EnergySums) else EnergySums.from_prefix(cs)
 
 
-def _window_levels(sums: EnergySums, centres: np.ndarray, width: np.ndarray,
-                   items: np.ndarray | None = None) -> np.ndarray:
-    """Mean energy (dB) in windows of about ``width[b]`` samples centred on ``centres[b, j]``
-    (edges rounded to whole cells) -> ``(batch, F)``; NaN where the window holds no energy at
-    all or lies past the end. With ``items``, ``centres`` is any flat selection of frames,
-    ``items`` and ``width`` their batch items and widths, and so is the result (same arithmetic)."""
-    hop, cells = sums.hop, sums._all_cells
-    last = cells.shape[-1] - 1
-    half = np.maximum(width, hop) / 2.0
-    rows = (sums.rows if items is None else sums.rows[items]) * cells.shape[-1]
-    if items is None:
-        half, rows = half[:, None], rows[:, None]
-    # this runs once per Lundeby iteration on every frame of the batch: every step writes in
-    # place. Edges in cells, rounded and clipped, then read from the flattened prefix sums.
-    lo = np.subtract(centres, half)
-    lo /= hop
-    np.rint(lo, out=lo)
-    np.clip(lo, 0, last - 1, out=lo)
-    hi = np.add(centres, half)
-    hi /= hop
-    np.rint(hi, out=hi)
-    np.clip(hi, 1, last, out=hi)
-    np.maximum(hi, lo + 1, out=hi)
-    flat = cells.ravel()
-    total = np.take(flat, hi.astype(np.intp) + rows)
-    total -= np.take(flat, lo.astype(np.intp) + rows)
-    hi -= lo
-    hi *= hop
-    with np.errstate(divide="ignore", invalid="ignore"):
-        levels = np.divide(total, hi)
-        np.log10(levels, out=levels)
-    levels *= 10.0
-    np.copyto(levels, np.nan, where=~(total > 0) | (centres >= sums.n))
-    return levels
-
-
-def _first_below(levels: np.ndarray, threshold: np.ndarray, start: np.ndarray) -> np.ndarray:
-    """First frame index ``>= start[b]`` with ``levels < threshold[b]``; ``F`` where none.
-    Silent frames (NaN level) never count as below, so an exactly silent gap between the
-    direct sound and the reverberation (synthetic IRs) does not end the decay early."""
-    frames = np.arange(levels.shape[-1])
-    hit = (levels < threshold[:, None]) & (frames[None, :] >= start[:, None])
-    return np.where(hit.any(axis=-1), np.argmax(hit, axis=-1), levels.shape[-1])
-
-
-def range_line_fit(x: np.ndarray, y: np.ndarray, lo: np.ndarray, hi: np.ndarray):
-    """Least-squares line ``y = a + b x`` over columns ``[lo[i], hi[i])`` of each row, leaving
-    out NaN points (silent frames).
-
-    ``x``: ``(F,)``; ``y``: ``(batch, F)``. Returns intercepts, slopes ``(batch,)`` (NaN where
-    fewer than two points). Closed-form normal equations on masked sums, taken as two matrix
-    products (one pass over the mask, one over the masked ``y``) rather than five reductions;
-    stacked, one product per row, so that a row's rounding never depends on the batch size.
-    """
-    cols = np.arange(y.shape[-1])
-    mask = (cols[None, :] >= lo[:, None]) & (cols[None, :] < hi[:, None])
-    mask &= ~np.isnan(y)
-    powers = np.stack([np.ones_like(x), x, x * x], axis=-1)
-    count, sx, sxx = (mask.astype(float)[:, None, :] @ powers)[:, 0].T
-    sy, sxy = (np.where(mask, y, 0.0)[:, None, :] @ powers[:, :2])[:, 0].T
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = (count * sxy - sx * sy) / (count * sxx - sx * sx)
-        intercept = (sy - slope * sx) / count
-    bad = count < 2
-    return np.where(bad, np.nan, intercept), np.where(bad, np.nan, slope)
-
-
 def lundeby(cs, onset: np.ndarray, fs: float,
             settings: LundebySettings = LundebySettings()) -> Truncation:
-    """Lundeby et al. (1995) noise level and crosspoint, vectorised over the batch.
+    """Lundeby et al. (1995) noise level and crosspoint of each batch item.
 
     ``cs``: the squared band-filtered IR's running sums, an :class:`EnergySums` or a
     ``(batch, n + 1)`` array from :func:`cumulative_energy`; ``onset``: ``(batch,)`` sample index.
 
-    1. Smooth the energy in ``initial_window_s`` intervals (frames aligned on the onset, so a
-       leading delay changes nothing); take the noise from the last 10 %.
+    1. Smooth the energy in ``initial_window_s`` intervals (frames every ``hop_s`` from the
+       onset, so a leading delay changes nothing); take the noise from the last 10 %.
     2. Fit a line from the envelope peak down to ``noise_margin_db`` above the noise; its
        intersection with the noise level is the preliminary crosspoint.
     3. Repeat ``iterations`` times: re-smooth with ``intervals_per_10db`` intervals per 10 dB of
@@ -353,108 +269,149 @@ def lundeby(cs, onset: np.ndarray, fs: float,
        crosspoint (at least the last 10 %); fit the late decay over ``late_range_db`` ending
        ``late_floor_db`` above the noise; intersect with the noise for a new crosspoint.
 
-    Items whose decay cannot be fitted keep the whole IR (crosspoint = n, no compensation);
-    :func:`analyze` reports them through their peak-to-noise ratio.
+    Smoothing windows and the noise's start are whole cells of the sums (1 ms in
+    :func:`analyze`): the noise is averaged from the cell edge at or before the sample the
+    procedure names. Items whose decay cannot be fitted keep the whole IR (crosspoint = n, no
+    compensation); :func:`analyze` reports them through their peak-to-noise ratio.
     """
     sums = _as_sums(cs)
-    frames = _Frames(sums, onset, fs, settings)
-    levels = frames.levels(np.full(len(onset), settings.initial_window_s * fs))
-    peak_frame = np.argmax(np.where(np.isnan(levels), -np.inf, levels), axis=-1)
-    peak_db = np.take_along_axis(levels, peak_frame[:, None], axis=-1)[:, 0]
-    noise = frames.noise_from(np.full(len(onset), frames.tail_start)).astype(float)
-    noise_db = _level_db(noise, peak_db)
-    stop = _first_below(levels, noise_db + settings.noise_margin_db, peak_frame)
-    intercept, slope = range_line_fit(frames.times, levels, peak_frame, stop)
-    crosspoint = _crosspoint_s(intercept, slope, noise_db)
-    active = np.ones(len(onset), dtype=bool)
-    for _ in range(settings.iterations):
-        # Each item stops at its own convergence (so its result never depends on the batch);
-        # only the items still moving are refined (most settle after 2-3 iterations), and the
-        # loop ends when all have.
-        rows = np.flatnonzero(active)
-        part = frames if len(rows) == len(onset) else frames.subset(rows)
-        refined = _refine(part, intercept[rows], slope[rows], noise_db[rows], peak_frame[rows], peak_db[rows])
-        for values, new in zip((intercept, slope, noise, noise_db), refined):
-            values[rows] = new
-        previous, crosspoint = crosspoint, _crosspoint_s(intercept, slope, noise_db)
-        active &= ~np.isclose(crosspoint, previous, rtol=0.0, atol=settings.hop_s, equal_nan=True)
-        if not active.any():
-            break
+    onset = np.asarray(onset, dtype=np.int64)
+    frame_hop = max(1, int(round(settings.hop_s * fs)))
+    tail_start = sums.n - max(1, int(round(settings.noise_tail_fraction * sums.n)))
+    fitted = np.empty((5, len(onset)))
+    _lundeby_rows(sums.cells, onset, sums.n, sums.hop, float(fs),
+                  float(frame_hop), settings.initial_window_s * fs, settings.intervals_per_10db,
+                  settings.noise_margin_db, settings.late_range_db, settings.late_floor_db,
+                  settings.iterations, tail_start, settings.hop_s, fitted)
+    intercept, slope, noise, noise_db, peak_db = fitted
     return _truncation(sums.n, onset, fs, intercept, slope, noise, noise_db, peak_db)
 
 
-def _crosspoint_s(intercept, slope, noise_db) -> np.ndarray:
-    """Where the decay line meets the noise level (s after the onset; NaN without a decay)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(np.isfinite(slope) & (slope < 0), (noise_db - intercept) / slope, np.nan)
+# Lundeby's procedure runs row by row: each row's frames are smoothed only as far as its own
+# fit needs them, and each row stops at its own convergence, which array operations over the
+# whole batch cannot do (they took a quarter of analyze's time; compiled, about 2 %).
 
 
-class _Frames:
-    """Lundeby's smoothing frames: every ``hop_s`` from each item's onset."""
-
-    def __init__(self, sums: EnergySums, onset: np.ndarray, fs: float, settings: LundebySettings):
-        self.sums, self.onset, self.fs, self.settings = sums, onset, fs, settings
-        self.hop = max(1, int(round(settings.hop_s * fs)))
-        offsets = np.arange(self.hop / 2.0, sums.n, self.hop)
-        self.times = offsets / fs
-        self.centres = onset[:, None] + offsets[None, :]
-        self.tail_start = sums.n - max(1, int(round(settings.noise_tail_fraction * sums.n)))
-
-    def subset(self, rows: np.ndarray) -> "_Frames":
-        """The frames of batch items ``rows`` only."""
-        return _Frames(self.sums.subset(rows), self.onset[rows], self.fs, self.settings)
-
-    def levels(self, window: np.ndarray, until: np.ndarray | None = None) -> np.ndarray:
-        """Levels (dB) of every frame ``(batch, F)`` smoothed over ``window`` samples per item;
-        with ``until`` only the first ``until[b]`` frames of item ``b``, the others NaN."""
-        if until is None:
-            return _window_levels(self.sums, self.centres, window)
-        keep = np.arange(self.centres.shape[-1]) < until[:, None]
-        items = np.nonzero(keep)[0]
-        levels = np.full(self.centres.shape, np.nan)
-        levels[keep] = _window_levels(self.sums, self.centres[keep], window[items], items)
-        return levels
-
-    def noise_from(self, start: np.ndarray) -> np.ndarray:
-        """Mean energy per sample from ``start`` to the end."""
-        return (self.sums.total - self.sums.before(start)) / (self.sums.n - start)
+@numba.njit(cache=True, nogil=True)
+def _frame_energy(cells_row, centre, half, cell, n):
+    """Mean energy per sample of the whole cells within about ``half`` samples of ``centre``
+    (edges rounded to the nearest cell edge, at least one cell); NaN past the end of the IR or
+    where the window holds no energy. Levels are compared in energy and converted to dB only
+    where a fit needs them."""
+    if centre >= n:
+        return np.nan
+    last = cells_row.shape[0] - 1
+    lo = min(max(np.rint((centre - half) / cell), 0.0), last - 1.0)
+    hi = max(min(max(np.rint((centre + half) / cell), 1.0), float(last)), lo + 1.0)
+    total = cells_row[int(hi)] - cells_row[int(lo)]
+    if not total > 0.0:
+        return np.nan
+    return total / ((hi - lo) * cell)
 
 
-def _level_db(energy: np.ndarray, peak_db: np.ndarray) -> np.ndarray:
-    """dB of a noise energy, floored 300 dB below the peak (an exactly silent tail)."""
-    return 10.0 * np.log10(np.maximum(energy, 10.0 ** (peak_db / 10.0) * 1e-30))
+@numba.njit(cache=True, nogil=True)
+def _line_fit(times, levels, lo, hi):
+    """Least-squares line ``level = intercept + slope * time`` over frames ``[lo, hi)``, NaN
+    frames (silent) left out; NaN, NaN with fewer than two points."""
+    count = sx = sxx = sy = sxy = 0.0
+    for j in range(lo, hi):
+        y = levels[j]
+        if not np.isnan(y):
+            x = times[j]
+            count += 1.0
+            sx += x
+            sxx += x * x
+            sy += y
+            sxy += x * y
+    if count < 2.0:
+        return np.nan, np.nan
+    slope = (count * sxy - sx * sy) / (count * sxx - sx * sx)
+    return (sy - slope * sx) / count, slope
 
 
-def _refine(frames: _Frames, intercept, slope, noise_db, peak_frame, peak_db):
-    """One Lundeby iteration: re-smooth, re-estimate the noise past the crosspoint, re-fit the
-    late decay. Items without a usable new fit keep their previous line."""
-    settings, fs = frames.settings, frames.fs
-    decaying = np.isfinite(slope) & (slope < 0)
-    safe_slope = np.where(decaying, slope, -1.0)
-    crosspoint_s = (noise_db - intercept) / safe_slope
-    window = np.clip(10.0 / -safe_slope / settings.intervals_per_10db * fs, frames.hop, frames.sums.n / 10.0)
-    start = frames.onset + np.round((crosspoint_s + settings.noise_margin_db / -safe_slope) * fs)
-    start = np.clip(np.nan_to_num(start, nan=frames.tail_start), 0, frames.tail_start).astype(np.intp)
-    noise = frames.noise_from(np.where(decaying, start, frames.tail_start))
-    noise_db = _level_db(noise, peak_db)
-    thresholds = (noise_db + settings.late_floor_db + settings.late_range_db, noise_db + settings.late_floor_db)
-    # The late fit ends at the first frame within late_floor_db of the noise, usually a quarter
-    # of the way through the IR: levels up to where the current line is another
-    # noise_margin_db lower suffice; an item that does not get there within them gets all its
-    # frames. The result is the same as with every frame, for a third of the work.
-    with np.errstate(invalid="ignore"):
-        reach_s = (thresholds[1] - settings.noise_margin_db - intercept) / safe_slope
-    until = np.where(decaying & np.isfinite(reach_s), np.searchsorted(frames.times, reach_s) + 1, len(frames.times))
-    levels = frames.levels(window, until)
-    top, bottom = (_first_below(levels, threshold, peak_frame) for threshold in thresholds)
-    missed = np.flatnonzero((bottom == len(frames.times)) & (until < len(frames.times)))
-    if len(missed):
-        levels[missed] = frames.subset(missed).levels(window[missed])
-        top[missed], bottom[missed] = (_first_below(levels[missed], threshold[missed], peak_frame[missed])
-                                       for threshold in thresholds)
-    new_intercept, new_slope = range_line_fit(frames.times, levels, top, bottom)
-    refit = np.isfinite(new_slope) & (new_slope < 0)
-    return np.where(refit, new_intercept, intercept), np.where(refit, new_slope, slope), noise, noise_db
+@numba.njit(cache=True, nogil=True)
+def _noise_level_db(noise, peak_db):
+    """dB of a noise energy, floored 300 dB below the peak (an exactly silent tail); NaN
+    where the peak is (a silent row)."""
+    if np.isnan(noise) or np.isnan(peak_db):
+        return np.nan
+    return 10.0 * np.log10(max(noise, 10.0 ** (peak_db / 10.0) * 1e-30))
+
+
+@numba.njit(cache=True, nogil=True)
+def _crosspoint(intercept, slope, noise_db):
+    """Seconds after the onset where the line meets the noise level; NaN without a decay."""
+    if np.isfinite(slope) and slope < 0.0:
+        return (noise_db - intercept) / slope
+    return np.nan
+
+
+@numba.njit(cache=True, nogil=True)
+def _lundeby_rows(cells, onset, n, cell, fs, frame_hop, initial_window, per_10db, margin_db,
+                  late_range_db, late_floor_db, iterations, tail_start, hop_s, fitted):
+    """Lundeby's procedure on each row of the cell prefix sums ``cells``; writes each item's
+    intercept (dB), slope (dB/s), noise (energy per sample), noise level and smoothed peak (dB)
+    into the columns of ``fitted`` ``(5, batch)``."""
+    n_frames = int(np.ceil((n - frame_hop / 2.0) / frame_hop))
+    times = (frame_hop / 2.0 + frame_hop * np.arange(n_frames)) / fs
+    energies = np.empty(n_frames)
+    levels = np.empty(n_frames)
+    for i in range(cells.shape[0]):
+        row = cells[i]
+        total = row[row.shape[0] - 1]
+        start = onset[i] + frame_hop / 2.0
+        half = max(initial_window, cell) / 2.0
+        peak_frame, peak = 0, -np.inf
+        for j in range(n_frames):
+            energies[j] = _frame_energy(row, start + frame_hop * j, half, cell, n)
+            if energies[j] > peak:
+                peak_frame, peak = j, energies[j]
+        peak_db = 10.0 * np.log10(energies[peak_frame])
+        first = (tail_start // cell) * cell
+        noise = (total - row[first // cell]) / (n - first)
+        noise_db = _noise_level_db(noise, peak_db)
+        stop = peak_frame
+        below = 10.0 ** ((noise_db + margin_db) / 10.0)
+        while stop < n_frames and not energies[stop] < below:
+            levels[stop] = 10.0 * np.log10(energies[stop])
+            stop += 1
+        intercept, slope = _line_fit(times, levels, peak_frame, stop)
+        crosspoint = _crosspoint(intercept, slope, noise_db)
+        for _ in range(iterations):
+            decaying = np.isfinite(slope) and slope < 0.0
+            rate = slope if decaying else -1.0
+            window = min(max(10.0 / -rate / per_10db * fs, frame_hop), n / 10.0)
+            noise_start = float(tail_start)
+            if decaying:
+                late = onset[i] + np.rint(((noise_db - intercept) / rate + margin_db / -rate) * fs)
+                if not np.isnan(late):
+                    noise_start = min(max(late, 0.0), float(tail_start))
+            first = (int(noise_start) // cell) * cell
+            noise = (total - row[first // cell]) / (n - first)
+            noise_db = _noise_level_db(noise, peak_db)
+            # the late decay: from late_range_db + late_floor_db down to late_floor_db above
+            # the noise, each the first smoothed frame from the peak below that level
+            top_energy = 10.0 ** ((noise_db + late_floor_db + late_range_db) / 10.0)
+            bottom_energy = 10.0 ** ((noise_db + late_floor_db) / 10.0)
+            half = max(window, cell) / 2.0
+            top, bottom = n_frames, n_frames
+            for j in range(peak_frame, n_frames):
+                energy = _frame_energy(row, start + frame_hop * j, half, cell, n)
+                if energy < bottom_energy:
+                    bottom = j
+                    break
+                if top == n_frames and energy < top_energy:
+                    top = j
+                if top < n_frames:
+                    levels[j] = 10.0 * np.log10(energy)
+            new_intercept, new_slope = _line_fit(times, levels, min(top, bottom), bottom)
+            if np.isfinite(new_slope) and new_slope < 0.0:
+                intercept, slope = new_intercept, new_slope
+            previous, crosspoint = crosspoint, _crosspoint(intercept, slope, noise_db)
+            if abs(crosspoint - previous) <= hop_s or (np.isnan(crosspoint) and np.isnan(previous)):
+                break
+        fitted[0, i], fitted[1, i], fitted[2, i], fitted[3, i], fitted[4, i] = (
+            intercept, slope, noise, noise_db, peak_db)
 
 
 def _truncation(n, onset, fs, intercept, slope, noise, noise_db, peak_db) -> Truncation:
@@ -496,38 +453,49 @@ def decay_curve_db(sums: EnergySums, trunc: Truncation, onset: np.ndarray) -> np
     """Schroeder decay curve in dB re its value at the onset, at every cell boundary
     (``j * sums.hop`` samples), ``(batch, n_cells + 1)``; 0 dB up to the onset.
 
-    Falls monotonically (the energy integral only shrinks), which :func:`level_crossings`
-    relies on. Past the crosspoint it is the compensation's exponential (-1000 dB where there is
-    none). The curve is an integral, hence smooth: a 1 ms grid loses nothing for line fits
-    (35 points over the T30 range of even a 0.1 s decay).
+    Falls monotonically (the energy integral only shrinks), so each level is crossed once.
+    Past the crosspoint it is the compensation's exponential (-1000 dB where there is none).
+    The curve is an integral, hence smooth: a 1 ms grid loses nothing for line fits (35 points
+    over the T30 range of even a 0.1 s decay). :func:`i2r.acoustics.analyze` reads it point by
+    point (:func:`curve_point_db`) only as far as its fits need; this is the whole of it.
     """
-    # sample indices as floats: exact, and the differences below need no integer conversion
-    index = sums.hop * np.arange(sums.cells.shape[-1], dtype=float)[None, :]
-    cp = trunc.crosspoint[:, None].astype(float)
-    # a handful of passes over (batch, n_cells) per band: each step writes in place
+    curve = np.empty((len(onset), sums.cells.shape[-1]))
+    _fill_curves(sums.cells, float(sums.hop), *curve_terms(sums, trunc, onset), curve)
+    return curve
+
+
+def curve_terms(sums: EnergySums, trunc: Truncation, onset: np.ndarray) -> tuple:
+    """What :func:`curve_point_db` needs of each row besides its cell sums, each ``(batch,)``
+    float: the onset and the crosspoint (samples), the energy measured before the crosspoint,
+    the compensation ``tail`` and its time constant ``tau`` (samples), and the level of the
+    whole compensated integral (dB), to which the curve is relative."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        total_db = 10.0 * np.log10(remaining_energy(sums, trunc, onset))[:, None]
-        beyond = index >= cp
-        curve = np.subtract(sums.before(trunc.crosspoint)[:, None], sums.cells)
-        curve += trunc.tail[:, None]
-        # past the crosspoint the model below replaces this difference, which is negative there:
-        # log10 of 1 instead (log10 of negative numbers takes three times as long)
-        np.copyto(curve, 1.0, where=beyond)
-        np.log10(curve, out=curve)
-        curve *= 10.0
-        # the compensation's exponential, written in dB: a straight line, no exp() per point
-        model_db = np.subtract(index, cp)
-        model_db *= 10.0 / np.log(10.0)
-        model_db /= trunc.tau[:, None]
-        np.subtract(10.0 * np.log10(trunc.tail)[:, None], model_db, out=model_db)
-        np.copyto(curve, model_db, where=beyond)
-        curve -= total_db
-    np.copyto(curve, 0.0, where=index <= onset[:, None])
+        start_db = 10.0 * np.log10(remaining_energy(sums, trunc, onset))
+    return (onset.astype(float), trunc.crosspoint.astype(float), sums.before(trunc.crosspoint),
+            trunc.tail, trunc.tau, start_db)
+
+
+@numba.njit(cache=True, nogil=True)
+def curve_point_db(cells_row, j, hop, onset, crosspoint, before_crosspoint, tail, tau, start_db):
+    """The decay curve (dB) at grid point ``j`` (sample ``j * hop``) of one row, from its cell
+    sums and its :func:`curve_terms`: before the crosspoint, the energy measured from there to
+    the crosspoint plus the tail; after it, the tail's exponential, written in dB as a straight
+    line; -1000 dB where nothing is left."""
+    index = hop * j
+    if index <= onset:
+        return 0.0
+    if index >= crosspoint:
+        value = 10.0 * np.log10(tail) - (index - crosspoint) * (10.0 / np.log(10.0)) / tau
+    else:
+        value = 10.0 * np.log10(before_crosspoint - cells_row[j] + tail)
+    value -= start_db
     # NaN (a silent band) and -inf (nothing left) both become -1000 dB
-    return np.fmax(curve, -1000.0, out=curve)
+    return value if value > -1000.0 else -1000.0
 
 
-def level_crossings(curve_db: np.ndarray, level_db: float) -> np.ndarray:
-    """First grid point where the monotone decay curve is at or below ``level_db`` (the 0 dB
-    points before the onset count as above); the curve's length where it never gets there."""
-    return (curve_db > level_db).sum(axis=-1)
+@numba.njit(cache=True, nogil=True)
+def _fill_curves(cells, hop, onset, crosspoint, before_crosspoint, tail, tau, start_db, curve):
+    for i in range(cells.shape[0]):
+        for j in range(cells.shape[1]):
+            curve[i, j] = curve_point_db(cells[i], j, hop, onset[i], crosspoint[i], before_crosspoint[i],
+                                         tail[i], tau[i], start_db[i])

@@ -20,13 +20,13 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
+import numba
 import numpy as np
 
 from i2r.acoustics.bands import (FilterBank, Workspace, band_centres, band_edges,
                                  highpass_ringing_time, ringing_time)
 from i2r.acoustics.decay import (EnergySums, LundebySettings, Truncation, is_tensor,
-                                 decay_curve_db, first_index_of_max,
-                                 level_crossings, lundeby, onset_index, range_sums,
+                                 curve_point_db, curve_terms, first_index_of_max, lundeby, onset_index,
                                  remaining_energy)
 from i2r.errors import UserError
 
@@ -247,45 +247,70 @@ def _curve_hop(fs: float) -> int:
     return max(1, int(round(fs * 0.001)))
 
 
-def _range_slope(curve_db: np.ndarray, weighted: np.ndarray, start: np.ndarray, stop: np.ndarray) -> np.ndarray:
-    """Least-squares slope (dB per grid step) of the curve ``(batch, F)`` over grid points
-    ``[start, stop)`` ``(batch,)``, from the sums of ``y`` and of ``weighted`` = ``j * y`` over
-    the range (``weighted`` may stop after the last ``stop``): closed-form normal equations with
-    ``sum j`` and ``sum j^2`` in closed form. NaN where the range holds fewer than two points.
-    """
-    m = (stop - start).astype(float)
-    a = start.astype(float)
-    sj = m * (2 * a + m - 1) / 2.0
-    sjj = ((a + m - 1) * (a + m) * (2 * a + 2 * m - 1) - (a - 1) * a * (2 * a - 1)) / 6.0
-    sy, sjy = range_sums(curve_db, start, stop), range_sums(weighted, start, stop)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        slope = (m * sjy - sj * sy) / (m * sjj - sj * sj)
-    return np.where(m >= 2, slope, np.nan)
-
-
-def _fit_range(curve_db: np.ndarray, start_db: float, end_db: float) -> tuple[np.ndarray, np.ndarray]:
-    """Grid points ``[start, end)`` of the decay curve from ``start_db`` (0: the onset) down to
-    ``end_db``, each ``(batch,)``."""
-    start = level_crossings(curve_db, start_db) if start_db < 0 else (curve_db >= start_db).sum(axis=-1)
-    return start, level_crossings(curve_db, end_db)
-
-
-def _fit_decay_times(curve_db, ranges: dict, reach_limit, hop, fs) -> dict:
-    """Per range ``key: (start_db, end_db)``: the decay time (s) of the line fitted to the curve
-    over it, extrapolated to 60 dB, under ``key``; under ``key + ":reached"``, whether the
-    measured decay (before the crosspoint, grid index ``reach_limit``) got to ``end_db``."""
-    bounds = {key: _fit_range(curve_db, start_db, end_db) for key, (start_db, end_db) in ranges.items()}
-    # j * y only as far as the lowest evaluation point of the batch: usually a fraction of the
-    # IR, whose tail is noise
-    width = max(int(end.max(initial=0)) for _, end in bounds.values())
-    weighted = curve_db[:, :width] * np.arange(width)
+def _fit_decay_times(sums: EnergySums, terms: tuple, ranges: dict, reach_limit: np.ndarray,
+                     fs: float) -> tuple[dict, np.ndarray]:
+    """Per range ``key: (start_db, end_db)``: the decay time (s) of the least-squares line fitted
+    to the decay curve (:func:`i2r.acoustics.decay.curve_point_db`; ``terms`` from
+    :func:`~i2r.acoustics.decay.curve_terms`) from its first point below ``start_db`` (0 dB: the
+    first after the onset) to its first at or below ``end_db``, extrapolated to 60 dB, under
+    ``key``; under ``key + ":reached"``, whether the measured decay (before the crosspoint,
+    grid index ``reach_limit``) got to ``end_db``. Also returns the curve's level at the last
+    measured grid point ``(batch,)``."""
+    levels = np.array(list(ranges.values()), dtype=float).reshape(-1, 2)
+    slopes = np.empty((len(levels), len(reach_limit)))
+    ends = np.empty((len(levels), len(reach_limit)), dtype=np.int64)
+    reached_db = np.empty(len(reach_limit))
+    _fit_rows(sums.cells, float(sums.hop), *terms, levels, reach_limit.astype(np.int64), slopes, ends,
+              reached_db)
     values = {}
-    for key, (start, end) in bounds.items():
-        slope = _range_slope(curve_db, weighted, start, end) * fs / hop
+    for key, slope, end in zip(ranges, slopes * (fs / sums.hop), ends):
         with np.errstate(divide="ignore", invalid="ignore"):
             values[key] = np.where(slope < 0, -60.0 / slope, np.nan)
         values[key + ":reached"] = end < reach_limit
-    return values
+    return values, reached_db
+
+
+@numba.njit(cache=True, nogil=True)
+def _fit_rows(cells, hop, onset, crosspoint, before_crosspoint, tail, tau, start_db, levels, reach_limit,
+              slopes, ends, reached_db):
+    """Each row's decay curve as far as its deepest evaluation level, and per range
+    ``levels[k] = (start_db, end_db)`` the slope of its least-squares line (dB per grid point;
+    NaN with fewer than two points) into ``slopes[k]`` and the range's end into ``ends[k]``
+    (the curve's length where it never gets there); the curve at grid point
+    ``reach_limit - 1`` into ``reached_db``. Sums of ``j`` and ``j**2`` in closed form."""
+    length = cells.shape[1]
+    deepest = levels[:, 1].min()
+    curve = np.empty(length)
+    for i in range(cells.shape[0]):
+        row = cells[i]
+        terms = (onset[i], crosspoint[i], before_crosspoint[i], tail[i], tau[i], start_db[i])
+        computed = 0
+        while computed < length:
+            curve[computed] = curve_point_db(row, computed, hop, *terms)
+            computed += 1
+            if curve[computed - 1] <= deepest:
+                break
+        for k in range(levels.shape[0]):
+            first, end = levels[k, 0], levels[k, 1]
+            # from a level below 0 dB: its first point at or below it; from 0 dB (EDT): the
+            # first point after the onset's 0 dB ones
+            start = 0
+            while start < computed and (curve[start] > first if first < 0.0 else curve[start] >= first):
+                start += 1
+            stop = start
+            while stop < computed and curve[stop] > end:
+                stop += 1
+            ends[k, i] = stop if stop < computed else length
+            sy, sjy = 0.0, 0.0
+            for j in range(start, stop):
+                sy += curve[j]
+                sjy += j * curve[j]
+            m, a = float(stop - start), float(start)
+            sj = m * (2.0 * a + m - 1.0) / 2.0
+            sjj = ((a + m - 1.0) * (a + m) * (2.0 * a + 2.0 * m - 1.0) - (a - 1.0) * a * (2.0 * a - 1.0)) / 6.0
+            slopes[k, i] = (m * sjy - sj * sy) / (m * sjj - sj * sj) if m >= 2.0 else np.nan
+        last = min(max(reach_limit[i] - 1, 0), length - 1)
+        reached_db[i] = curve_point_db(row, last, hop, *terms)
 
 
 def _squared(signal):
@@ -310,9 +335,8 @@ def _measure_band(sums: EnergySums, onset: np.ndarray, peak: np.ndarray, fs: flo
     if not noise_handling:
         trunc = Truncation(np.full(batch, n), trunc.noise, trunc.slope_db_s, trunc.peak_db,
                            trunc.noise_db, np.zeros(batch), trunc.tau)
-    curve = decay_curve_db(sums, trunc, onset)
     reach_limit = -(-trunc.crosspoint // hop)
-    values = _fit_decay_times(curve, ranges, reach_limit, hop, fs)
+    values, reached_db = _fit_decay_times(sums, curve_terms(sums, trunc, onset), ranges, reach_limit, fs)
     values.update(_energy_parameters(sums, trunc, onset, fs))
     if len(peak):
         peaks = np.zeros(batch, dtype=np.intp)
@@ -320,10 +344,9 @@ def _measure_band(sums: EnergySums, onset: np.ndarray, peak: np.ndarray, fs: flo
         values["drr_db"] = _direct_to_reverberant(peaks, sums, trunc, fs, config.direct_window_s)[: len(peak)]
     with np.errstate(divide="ignore"):
         noise_floor_db = 10.0 * np.log10(trunc.noise)
-    last = np.clip(reach_limit - 1, 0, curve.shape[-1] - 1)
     return _BandResult(values=values, inr_db=trunc.inr_db, noise_floor_db=noise_floor_db,
-                       crosspoint_s=(trunc.crosspoint - onset) / fs,
-                       reached_db=curve[np.arange(batch), last], energy=sums.total)
+                       crosspoint_s=(trunc.crosspoint - onset) / fs, reached_db=reached_db,
+                       energy=sums.total)
 
 
 def _energy_parameters(sums: EnergySums, trunc, onset, fs) -> dict:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from i2r.acoustics.bands import FilterBank, band_centres, band_edges
-from i2r.acoustics.decay import cumulative_energy, lundeby, onset_index, remaining_energy
+from i2r.acoustics.decay import EnergySums, cumulative_energy, decay_curve_db, lundeby, onset_index
 from i2r.acoustics.parameters import DECAY_RANGES, AnalysisConfig
 from i2r.files import atomic_savefig
 
@@ -78,13 +78,10 @@ def _one_decay(label: str, signal: np.ndarray, fs: float, config: AnalysisConfig
     n = energy.shape[-1]
     onset = onset_index(energy, config.onset_threshold_db)
     cs = cumulative_energy(energy)
-    trunc = lundeby(cs, onset, fs, config.lundeby)
-    index = np.arange(n)
-    with np.errstate(divide="ignore"):
-        curve = 10.0 * np.log10(remaining_energy(cs, trunc, index[None, :])[0]
-                                / remaining_energy(cs, trunc, onset)[0])
-    curve = np.where(index < onset[0], 0.0, np.maximum(curve, -1000.0))
-    times = index / fs
+    sums = EnergySums.from_prefix(cs)
+    trunc = lundeby(sums, onset, fs, config.lundeby)
+    curve = decay_curve_db(sums, trunc, onset)[0, :n]
+    times = np.arange(n) / fs
     envelope_db, peak_db = _envelope_db(cs[0], fs)
     fits = {key: fit for key, (start_db, end_db) in DECAY_RANGES.items()
             if (fit := fit_decay(times, curve, onset[0], start_db, end_db)) is not None}
