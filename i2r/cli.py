@@ -83,6 +83,13 @@ def _add_analyze(sub):
     )
     p.add_argument("inputs", nargs="+", metavar="FILE", help="WAV/FLAC files or folders (walked recursively)")
     p.add_argument("--bands", choices=("octave", "third"), default="octave", help="band set (default octave)")
+    p.add_argument("--filter-order", type=int, default=3, metavar="N",
+                   help="poles per band side of the zero-phase Butterworth band filters (default 3: "
+                        "IEC 61260-1 class 1 for octaves). Steeper filters let less of a neighbouring "
+                        "band's decay leak in (T30 at 4 kHz beside a slower 2 kHz band: median bias "
+                        "+0.9 %% at 3, +0.5 %% at 6) but ring longer, so the shortest decay a band "
+                        "can measure grows (2x the ringing: 125 Hz octave 0.10 s at 3, 0.19 s at 6; "
+                        "100 Hz third 0.38 s at 3, 0.74 s at 6)")
     p.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format (default table)")
     p.add_argument("--plot", metavar="DIR", type=_output_folder, help="write one decay-curve PNG per file into DIR")
     p.add_argument("--jobs", type=int, default=1, metavar="N", help="worker processes (default 1)")
@@ -97,7 +104,8 @@ def _add_analyze(sub):
 def _run_analyze(args) -> int:
     from i2r.acoustics.batch import AnalyzeConfig, run_analysis
 
-    config = AnalyzeConfig(bands=args.bands, format=args.format, jobs=args.jobs, chunk_size=args.batch_size,
+    config = AnalyzeConfig(bands=args.bands, filter_order=args.filter_order, format=args.format, jobs=args.jobs,
+                           chunk_size=args.batch_size,
                            plot_dir=args.plot, out=args.out, resume=args.resume,
                            progress=not args.quiet and sys.stderr.isatty())
     summary = run_analysis(args.inputs, config)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from i2r.acoustics import analyze
+from i2r.acoustics import AnalysisConfig, analyze
 from i2r.acoustics.batch import BAND_KEYS, CSV_COLUMNS, resume_csv
 from i2r.cli import main
 
@@ -41,7 +41,8 @@ def test_help_lists_formats_and_exit_status(capsys):
         main(["analyze", "--help"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for expected in ("--bands", "--format", "--plot", "--jobs", "--out", "--resume", "Exit status", "2 if any"):
+    for expected in ("--bands", "--filter-order", "--format", "--plot", "--jobs", "--out", "--resume", "Exit status",
+                     "2 if any"):
         assert expected in text
 
 
@@ -82,6 +83,20 @@ def test_third_octave_bands(capsys):
     assert record["bands_hz"][:4] == [100, 125, 160, 200] and record["bands_hz"][-1] <= 16000
     assert all(len(record[key]) == len(record["bands_hz"]) for key in BAND_KEYS)
     assert record["config"]["bands"] == "third"
+
+
+def test_filter_order_reaches_the_measurement_and_is_saved(capsys):
+    code, out, err = run_cli(capsys, MONO, "--filter-order", "6", "--format", "json")
+    assert code == 0, err
+    record = json.loads(out)[0]
+    assert record["config"]["filter_order"] == 6
+    samples, fs = sf.read(MONO)
+    steep = analyze(samples, fs, config=AnalysisConfig(filter_order=6))
+    np.testing.assert_allclose(np.array(record["edt_s"], dtype=float), steep.edt_s, rtol=1e-9)
+    assert not np.allclose(steep.edt_s, analyze(samples, fs).edt_s, rtol=1e-3, equal_nan=True)
+    for bad in ("0", "13"):
+        code, out, err = run_cli(capsys, MONO, "--filter-order", bad)
+        assert code == 2 and out == "" and err == f"error: --filter-order must be from 1 to 12 poles, got {bad}\n"
 
 
 def test_table_is_the_default_and_lists_warnings(capsys):

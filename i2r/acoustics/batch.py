@@ -48,6 +48,8 @@ class AnalyzeConfig:
     with every result (the ``config`` key of each JSON object).
 
     ``bands``: ``"octave"`` or ``"third"`` (IEC 61260-1 band edges, as far as ``fs`` allows).
+    ``filter_order``: poles per band side of the band filters (see
+    :class:`i2r.acoustics.AnalysisConfig`).
     ``jobs``: worker processes for decoding and analysis (1 = in this process).
     ``chunk_size``: files decoded and analysed together; bounds memory to about
     ``2 * jobs * chunk_size`` decoded files.
@@ -55,6 +57,7 @@ class AnalyzeConfig:
     """
 
     bands: str = "octave"
+    filter_order: int = 3
     format: str = "table"
     jobs: int = 1
     chunk_size: int = 32
@@ -68,6 +71,8 @@ class AnalyzeConfig:
             raise UserError(f"--bands must be 'octave' or 'third', got {self.bands!r}")
         if self.format not in FORMATS:
             raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
+        if not 1 <= self.filter_order <= 12:
+            raise UserError(f"--filter-order must be from 1 to 12 poles, got {self.filter_order}")
         if self.jobs < 1 or self.chunk_size < 1:
             raise UserError("--jobs and --batch-size must be at least 1")
         if self.resume and (self.format != "csv" or not self.out):
@@ -76,7 +81,7 @@ class AnalyzeConfig:
     def analysis(self) -> AnalysisConfig:
         """The :class:`i2r.acoustics.AnalysisConfig` every file is measured with: one thread per
         worker process when there are several (they share the cores), else all cores."""
-        return AnalysisConfig(bands=self.bands, workers=1 if self.jobs > 1 else 0)
+        return AnalysisConfig(bands=self.bands, filter_order=self.filter_order, workers=1 if self.jobs > 1 else 0)
 
 
 @dataclass(frozen=True)

@@ -103,6 +103,8 @@ class AnalysisConfig:
     workers: int = 0
 
     def __post_init__(self):
+        if not isinstance(self.filter_order, int) or not 1 <= self.filter_order <= 12:
+            raise UserError(f"filter_order: {self.filter_order!r} is not a number of poles from 1 to 12")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise UserError(f"workers: {self.workers!r} is neither 0 (all cores) nor a number of threads")
 
