@@ -29,8 +29,9 @@ IRs; the one-call ratios are medians of each round's ratio, as the machine's spe
 A block of 50 ends in chunks of two IRs (one thread) or of four and two (two threads), which
 the FFTs transform at a higher cost per row.
 
-Printed: per-IR median wall and CPU times, the ratios, and the median absolute T30 error (%)
-per band against the ground truth for each tool on the same subset (and for i2r on all IRs).
+Printed: per-IR median wall and CPU times, the ratios, the median absolute T30 error (%) per
+band against the ground truth for each tool on the same subset (and for i2r on all IRs), and
+i2r against each tool IR by IR (paired differences of |error|, Wilcoxon signed-rank test).
 
 Run it in the reference environment (it needs all three packages)::
 
@@ -318,6 +319,28 @@ def print_accuracy(rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         print(f"{name:<28}{cells}")
 
 
+def print_paired_accuracy(i2r: np.ndarray, others: dict[str, np.ndarray], truth: np.ndarray) -> None:
+    """"Equal or better accuracy", IR by IR: per band, on how many of the shared IRs i2r's T30
+    is closer to the truth than the other tool's, the median of the paired differences of
+    |error| (i2r minus the other, percentage points: negative = i2r closer), and the two-sided
+    Wilcoxon signed-rank p-value of those differences (IRs where either tool gives NaN left out)."""
+    from scipy.stats import wilcoxon
+
+    mine = np.abs(i2r - truth) / truth * 100.0
+    print("\nT30 |error|, i2r against each tool on the same IRs, per octave band: i2r closer on k of n IRs, "
+          "median paired difference (points), Wilcoxon p")
+    for name, estimate in others.items():
+        theirs = np.abs(estimate - truth) / truth * 100.0
+        cells = []
+        for band in range(truth.shape[-1]):
+            difference = mine[:, band] - theirs[:, band]
+            difference = difference[np.isfinite(difference)]
+            p = wilcoxon(difference).pvalue if np.any(difference) else 1.0
+            cells.append(f"{OCTAVES_HZ[band]:.0f} Hz {np.sum(difference < 0)}/{difference.size} "
+                         f"{np.median(difference):+.2f} p={p:.3f}")
+        print(f"  vs {name}: " + "; ".join(cells))
+
+
 def print_times(m: Measurements, n: int, block: int, n_sub: int) -> None:
     """Median per-IR wall and CPU times of the three tools and i2r's ratios to the others."""
     ms = {name: 1e3 * np.median(values) for name, values in asdict(m).items() if name.endswith("_s")}
@@ -445,6 +468,8 @@ def main(argv=None) -> None:
         f"acoustic-toolbox ({n_sub})": (np.stack(m.toolbox_t30), truth[sub]),
         f"pyrato Lundeby ({n_sub})": (np.stack(m.pyrato_t30), truth[sub]),
     })
+    print_paired_accuracy(i2r_t30[sub], {"acoustic-toolbox": np.stack(m.toolbox_t30),
+                                         "pyrato": np.stack(m.pyrato_t30)}, truth[sub])
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Energy decay: onset detection, Lundeby noise handling and Schroeder backward integration.
 
 Everything works on a batch of squared (band-filtered) impulse responses, ``energy`` of shape
-``(batch, n_samples)``, vectorised over the batch: the iterations of Lundeby's procedure are
-masked array operations on all items at once.
+``(batch, n_samples)``, kept as running sums per 1 ms cell (:class:`EnergySums`). The per-sample
+passes are NumPy array operations over the whole batch; Lundeby's iterations and the decay
+curve run row by row in loops compiled with numba (no GIL held, so threads overlap), each row
+only as far as its own fits need (compiled once per installation and cached, a few seconds).
 
 References:
 - ISO 3382-1:2009, Annex A.3 (start of the impulse response, 20 dB below the peak) and 5.3.3

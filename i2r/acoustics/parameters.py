@@ -67,7 +67,7 @@ class AnalysisConfig:
       (the IoSR toolbox ``irStats`` convention); the rest after that window is reverberant.
     - ``device``: a torch device (``"cuda"``, ``"cpu"``) for the per-sample work (FFT filtering,
       energies, running sums); None = NumPy/SciPy. Lundeby and the fits run on the per-cell sums
-      in NumPy either way; results agree with the NumPy path to float32 rounding.
+      in compiled loops on the CPU either way; results agree with the NumPy path to float32 rounding.
     - ``chunk_samples``: band samples held at a time: a chunk of at most
       ``chunk_samples // ((n_bands + 1) * n_samples)`` IRs (at least one) is filtered into all
       its bands at once (float32, about 4 bytes x this: 35 MB per thread at 2**23) and the rows
@@ -79,8 +79,8 @@ class AnalysisConfig:
     - ``workers``: threads measuring chunks side by side; 0 = all cores this process may use
       (``os.sched_getaffinity``), or ``OMP_NUM_THREADS`` when that is set: torchrun sets it to 1
       for each of its processes, which then do not start a thread per core each.
-      The FFTs and NumPy's array loops release the GIL, so chunks overlap (2 threads on 2 cores:
-      1.4x faster than one, for 25 % more CPU time; measured). A batch is split
+      The FFTs, NumPy's array loops and the compiled loops release the GIL, so chunks overlap
+      (2 threads on 2 shared cores: 1.47x faster than one; measured). A batch is split
       into equal chunks, a multiple of ``workers`` of them, so that no thread waits for a short
       last chunk. Results do not depend on it: every IR is measured independently of the others
       in its chunk, so any split gives the same numbers, bit for bit. With ``device`` the chunks
