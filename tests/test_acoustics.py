@@ -748,3 +748,20 @@ def test_chunk_temporaries_are_not_faulted_in_again_on_every_call():
     without, with_priming = faults("unprimed"), faults("primed")
     assert without > 1000
     assert with_priming < 100
+
+
+def test_compiled_loops_work_where_numba_can_cache_nowhere(monkeypatch):
+    """A read-only installation with an unwritable home leaves numba no place for its cache:
+    ``numba.njit(cache=True)`` then raises at import; :func:`compiled` compiles without a cache."""
+    import numba
+    from numba.core import caching
+
+    from i2r.acoustics.decay import compiled
+
+    def add_one(x):
+        return x + 1.0
+
+    monkeypatch.setattr(caching.CacheImpl, "_locator_classes", [])
+    with pytest.raises(RuntimeError, match="no locator available"):
+        numba.njit(cache=True)(add_one)
+    assert compiled(add_one)(1.5) == 2.5

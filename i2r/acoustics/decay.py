@@ -23,6 +23,17 @@ import numba
 import numpy as np
 
 
+def compiled(function):
+    """``function`` compiled by numba to release the GIL, and cached on disk where numba finds
+    a writable place for it (next to this file, else the user's cache directory); where it finds
+    none (a read-only installation and home), compiled anew in each process instead of failing
+    at import."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:
+        return numba.njit(nogil=True)(function)
+
+
 @dataclass(frozen=True)
 class LundebySettings:
     """Parameters of Lundeby et al. (1995); defaults inside the ranges the paper recommends."""
@@ -294,7 +305,7 @@ def lundeby(cs, onset: np.ndarray, fs: float,
 # whole batch cannot do (they took a quarter of analyze's time; compiled, about 2 %).
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _frame_energy(cells_row, centre, half, cell, n):
     """Mean energy per sample of the whole cells within about ``half`` samples of ``centre``
     (edges rounded to the nearest cell edge, at least one cell); NaN past the end of the IR or
@@ -311,7 +322,7 @@ def _frame_energy(cells_row, centre, half, cell, n):
     return total / ((hi - lo) * cell)
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _line_fit(times, levels, lo, hi):
     """Least-squares line ``level = intercept + slope * time`` over frames ``[lo, hi)``, NaN
     frames (silent) left out; NaN, NaN with fewer than two points."""
@@ -331,7 +342,7 @@ def _line_fit(times, levels, lo, hi):
     return (sy - slope * sx) / count, slope
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _noise_level_db(noise, peak_db):
     """dB of a noise energy, floored 300 dB below the peak (an exactly silent tail); NaN
     where the peak is (a silent row)."""
@@ -340,7 +351,7 @@ def _noise_level_db(noise, peak_db):
     return 10.0 * np.log10(max(noise, 10.0 ** (peak_db / 10.0) * 1e-30))
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _crosspoint(intercept, slope, noise_db):
     """Seconds after the onset where the line meets the noise level; NaN without a decay."""
     if np.isfinite(slope) and slope < 0.0:
@@ -348,7 +359,7 @@ def _crosspoint(intercept, slope, noise_db):
     return np.nan
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _lundeby_rows(cells, onset, n, cell, fs, frame_hop, initial_window, per_10db, margin_db,
                   late_range_db, late_floor_db, iterations, tail_start, hop_s, fitted):
     """Lundeby's procedure on each row of the cell prefix sums ``cells``; writes each item's
@@ -477,7 +488,7 @@ def curve_terms(sums: EnergySums, trunc: Truncation, onset: np.ndarray) -> tuple
             trunc.tail, trunc.tau, start_db)
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def curve_point_db(cells_row, j, hop, onset, crosspoint, before_crosspoint, tail, tau, start_db):
     """The decay curve (dB) at grid point ``j`` (sample ``j * hop``) of one row, from its cell
     sums and its :func:`curve_terms`: before the crosspoint, the energy measured from there to
@@ -495,7 +506,7 @@ def curve_point_db(cells_row, j, hop, onset, crosspoint, before_crosspoint, tail
     return value if value > -1000.0 else -1000.0
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _fill_curves(cells, hop, onset, crosspoint, before_crosspoint, tail, tau, start_db, curve):
     for i in range(cells.shape[0]):
         for j in range(cells.shape[1]):

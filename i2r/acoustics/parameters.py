@@ -20,12 +20,11 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-import numba
 import numpy as np
 
 from i2r.acoustics.bands import (FilterBank, Workspace, band_centres, band_edges,
                                  highpass_ringing_time, ringing_time)
-from i2r.acoustics.decay import (EnergySums, LundebySettings, Truncation, is_tensor,
+from i2r.acoustics.decay import (EnergySums, LundebySettings, Truncation, compiled, is_tensor,
                                  curve_point_db, curve_terms, first_index_of_max, lundeby, onset_index,
                                  remaining_energy)
 from i2r.errors import UserError
@@ -272,7 +271,7 @@ def _fit_decay_times(sums: EnergySums, terms: tuple, ranges: dict, reach_limit: 
     return values, reached_db
 
 
-@numba.njit(cache=True, nogil=True)
+@compiled
 def _fit_rows(cells, hop, onset, crosspoint, before_crosspoint, tail, tau, start_db, levels, reach_limit,
               slopes, ends, reached_db):
     """Each row's decay curve as far as its deepest evaluation level, and per range
