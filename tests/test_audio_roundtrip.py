@@ -61,6 +61,7 @@ def test_griffin_lim_keeps_t30_of_decaying_noise(synthetic_ir, resolution):
         "openair_domestic_living_room_mono.wav",  # short decay (0.2 s), direct sound at sample 6
     ],
 )
+@pytest.mark.skipif(not IRS.is_dir(), reason="needs ../shared/data/irs")
 def test_griffin_lim_keeps_t30_of_real_irs_and_beats_random_phase(name):
     ir = load_ir(IRS / name)
     griffin_lim = _round_trip_error_pct(ir, 512, "griffin-lim")

@@ -126,6 +126,7 @@ def test_an_interrupted_run_resumes_and_writes_the_same_files(tmp_path, checkpoi
         assert sf.read(resumed / name)[0].tobytes() == sf.read(tmp_path / "whole" / name)[0].tobytes()
 
 
+@pytest.mark.skipif(not (DATA / "images").is_dir(), reason="needs ../shared/data/images")
 def test_pipeline_is_seeded_and_steerable(checkpoint):
     pipeline = Image2ReverbPipeline.from_checkpoint(checkpoint, precision="fp32", griffin_lim_iters=2)
     photo = Image.open(DATA / "images" / "interior_clinic_waiting_room.jpg")
