@@ -302,7 +302,7 @@ def lundeby(cs, onset: np.ndarray, fs: float,
 
 # Lundeby's procedure runs row by row: each row's frames are smoothed only as far as its own
 # fit needs them, and each row stops at its own convergence, which array operations over the
-# whole batch cannot do (they took a quarter of analyze's time; compiled, about 2 %).
+# whole batch cannot do (they took a quarter of analyze's time; compiled, about 5 %).
 
 
 @compiled
@@ -320,6 +320,13 @@ def _frame_energy(cells_row, centre, half, cell, n):
     if not total > 0.0:
         return np.nan
     return total / ((hi - lo) * cell)
+
+
+@compiled
+def _noise_from(cells_row, start, cell, n):
+    """Mean energy per sample from the cell edge at or before sample ``start`` to the end."""
+    first = start // cell
+    return (cells_row[cells_row.shape[0] - 1] - cells_row[first]) / (n - first * cell)
 
 
 @compiled
@@ -371,7 +378,6 @@ def _lundeby_rows(cells, onset, n, cell, fs, frame_hop, initial_window, per_10db
     levels = np.empty(n_frames)
     for i in range(cells.shape[0]):
         row = cells[i]
-        total = row[row.shape[0] - 1]
         start = onset[i] + frame_hop / 2.0
         half = max(initial_window, cell) / 2.0
         peak_frame, peak = 0, -np.inf
@@ -380,8 +386,7 @@ def _lundeby_rows(cells, onset, n, cell, fs, frame_hop, initial_window, per_10db
             if energies[j] > peak:
                 peak_frame, peak = j, energies[j]
         peak_db = 10.0 * np.log10(energies[peak_frame])
-        first = (tail_start // cell) * cell
-        noise = (total - row[first // cell]) / (n - first)
+        noise = _noise_from(row, tail_start, cell, n)
         noise_db = _noise_level_db(noise, peak_db)
         stop = peak_frame
         below = 10.0 ** ((noise_db + margin_db) / 10.0)
@@ -399,8 +404,7 @@ def _lundeby_rows(cells, onset, n, cell, fs, frame_hop, initial_window, per_10db
                 late = onset[i] + np.rint(((noise_db - intercept) / rate + margin_db / -rate) * fs)
                 if not np.isnan(late):
                     noise_start = min(max(late, 0.0), float(tail_start))
-            first = (int(noise_start) // cell) * cell
-            noise = (total - row[first // cell]) / (n - first)
+            noise = _noise_from(row, int(noise_start), cell, n)
             noise_db = _noise_level_db(noise, peak_db)
             # the late decay: from late_range_db + late_floor_db down to late_floor_db above
             # the noise, each the first smoothed frame from the peak below that level
