@@ -31,7 +31,7 @@ from typing import Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 
-from i2r.acoustics.parameters import BAND_KEYS, AnalysisConfig, analyze, validate_ir
+from i2r.acoustics.parameters import BAND_KEYS, FILTER_ORDERS, AnalysisConfig, analyze, validate_ir
 from i2r.audio import find_audio_files, load_audio, to_mono
 from i2r.errors import UserError
 from i2r.files import atomic_write_text
@@ -71,8 +71,10 @@ class AnalyzeConfig:
             raise UserError(f"--bands must be 'octave' or 'third', got {self.bands!r}")
         if self.format not in FORMATS:
             raise UserError(f"--format must be one of {', '.join(FORMATS)}, got {self.format!r}")
-        if not 1 <= self.filter_order <= 12:
-            raise UserError(f"--filter-order must be from 1 to 12 poles, got {self.filter_order}")
+        # checked here too, so that the message names the option, before any file is decoded
+        if self.filter_order not in FILTER_ORDERS:
+            raise UserError(f"--filter-order must be from {FILTER_ORDERS[0]} to {FILTER_ORDERS[-1]} poles, "
+                            f"got {self.filter_order}")
         if self.jobs < 1 or self.chunk_size < 1:
             raise UserError("--jobs and --batch-size must be at least 1")
         if self.resume and (self.format != "csv" or not self.out):

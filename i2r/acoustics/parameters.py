@@ -33,6 +33,8 @@ BAND_KEYS = ("t20_s", "t30_s", "edt_s", "c50_db", "c80_db", "d50", "ts_s")
 """Per-band quantities, in the order of the JSON contract (DESIGN.md)."""
 DECAY_RANGES = {"edt_s": (0.0, -10.0), "t20_s": (-5.0, -25.0), "t30_s": (-5.0, -35.0)}
 """ISO 3382-1 evaluation ranges (dB re the decay curve's start)."""
+FILTER_ORDERS = range(1, 13)
+"""Poles per band side that :class:`AnalysisConfig` accepts for its Butterworth band filters."""
 _LABELS = {"edt_s": "EDT", "t20_s": "T20", "t30_s": "T30", "c50_db": "C50", "c80_db": "C80",
            "d50": "D50", "ts_s": "Ts", "drr_db": "DRR"}
 
@@ -102,8 +104,9 @@ class AnalysisConfig:
     workers: int = 0
 
     def __post_init__(self):
-        if not isinstance(self.filter_order, int) or not 1 <= self.filter_order <= 12:
-            raise UserError(f"filter_order: {self.filter_order!r} is not a number of poles from 1 to 12")
+        if not isinstance(self.filter_order, int) or self.filter_order not in FILTER_ORDERS:
+            raise UserError(f"filter_order: {self.filter_order!r} is not a number of poles from "
+                            f"{FILTER_ORDERS[0]} to {FILTER_ORDERS[-1]}")
         if not isinstance(self.workers, int) or self.workers < 0:
             raise UserError(f"workers: {self.workers!r} is neither 0 (all cores) nor a number of threads")
 
