@@ -298,10 +298,15 @@ def bench(config: SynthConfig, block: int, n_competitors: int, folder: str) -> M
     return m
 
 
+def abs_errors_pct(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """|estimate - truth| / truth in %, per IR and band (NaN where the estimate is)."""
+    return np.abs(estimate - truth) / truth * 100.0
+
+
 def abs_pct_error(estimate: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """Median over IRs of |estimate - truth| / truth in %, per band; NaN estimates are left out
-    and counted separately (see :func:`nan_count`)."""
-    return np.nanmedian(np.abs(estimate - truth) / truth * 100.0, axis=0)
+    """Median over IRs of :func:`abs_errors_pct`, per band; NaN estimates are left out and
+    counted separately (see :func:`nan_count`)."""
+    return np.nanmedian(abs_errors_pct(estimate, truth), axis=0)
 
 
 def nan_count(estimate: np.ndarray) -> np.ndarray:
@@ -326,11 +331,11 @@ def print_paired_accuracy(i2r: np.ndarray, others: dict[str, np.ndarray], truth:
     Wilcoxon signed-rank p-value of those differences (IRs where either tool gives NaN left out)."""
     from scipy.stats import wilcoxon
 
-    mine = np.abs(i2r - truth) / truth * 100.0
+    mine = abs_errors_pct(i2r, truth)
     print("\nT30 |error|, i2r against each tool on the same IRs, per octave band: i2r closer on k of n IRs, "
           "median paired difference (points), Wilcoxon p")
     for name, estimate in others.items():
-        theirs = np.abs(estimate - truth) / truth * 100.0
+        theirs = abs_errors_pct(estimate, truth)
         cells = []
         for band in range(truth.shape[-1]):
             difference = mine[:, band] - theirs[:, band]
