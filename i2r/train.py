@@ -416,7 +416,10 @@ def _validate(model, val_set, norm, cfg, device, autocast, master, world, true_t
         model.eval()
         noise_rng = torch.Generator(device=device).manual_seed(cfg.seed)
         l1_sum, errors = 0.0, []
-        for batch in DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers):
+        # its own generator: iterating a loader draws a seed, from torch's global generator
+        # (the training noise's) unless given one, and a pass would change the run it measures
+        loader = DataLoader(val_set, batch_size=cfg.batch_size, num_workers=cfg.num_workers, generator=torch.Generator())
+        for batch in loader:
             real = norm.normalize(batch["logspec"].to(device).float())
             with autocast():
                 features, _ = model.encode(batch["image"].to(device))

@@ -196,6 +196,20 @@ def test_val_rooms_validates_on_the_first_pairs_of_the_split(data, tmp_path, one
         TrainConfig(val_rooms=-1)
 
 
+def test_validation_leaves_the_training_as_it_would_be_without_it(data, tmp_path, one_thread):
+    # A validation pass must observe the run, not steer it: iterating a DataLoader draws its seed
+    # from torch's global generator, which the training noise comes from, so a pass every 50
+    # steps used to train other weights than one every 100 (a demo run, measured).
+    from i2r.train import train
+
+    cfg = dict(data=str(data), resolution=32, image_size=64, batch_size=2, log_every=1, checkpoint_every=100,
+               max_steps=2)  # 3 steps an epoch: val_every=0 (once an epoch) validates nothing here
+    validated = train(TrainConfig(out=str(tmp_path / "validated"), val_every=1, select_best=True, **cfg))
+    assert validated["validation"]["n"] == 2
+    assert not train(TrainConfig(out=str(tmp_path / "plain"), val_every=0, **cfg))["validation"]
+    assert_same_state(load(tmp_path / "validated" / "last.pt"), load(tmp_path / "plain" / "last.pt"))
+
+
 def test_select_best_needs_a_validation_split(data, tmp_path, capsys):
     rows = (data / "manifest.csv").read_text().splitlines()
     (tmp_path / "manifest.csv").write_text("\n".join(row for row in rows if ",val," not in row) + "\n")
