@@ -49,7 +49,11 @@ class DemoConfig:
       (without: 5, 16, 0, 0, 31); at 1/6 per dB, also 100 of 100 from step 200 on, but the
       median |T60 error| jumped between 78 and 329 % (at 0.5: 36-48 % from step 300 on). With
       seed 1 (other rooms) at 0.5: 85, 100, 50, 98, 78 of 100, so it helps but does not make
-      every run clean; selecting the best validation pass does the rest. Stronger is worse: at
+      every run clean; selecting the best validation pass does the rest, when a pass is clean:
+      on another CPU (2026-12-07) seed 2 had 0 of 100 at every pass, and after the
+      validation fix of 52a90a5, 0, 0 and 86 (README, "Another CPU, another run"); in dB re
+      the true total instead of each curve's own start, the term keeps its gradient against a
+      dominating burst but measured no better there (0, 0, 5; not kept). Stronger is worse: at
       1.5 per dB 0 of 100 at every pass (the same burst, rows 1-3 and frames 122-124 in all 100
       rooms: the generator's corner, where the pixels saturate tanh), at 3 per dB 0, 0, 70, 75,
       32. Without the tanh (a scratch linear output, not kept) 1.5 per dB failed otherwise: a
