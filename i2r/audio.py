@@ -422,6 +422,33 @@ def _logspec_of(item):
     return value.detach().cpu().numpy() if hasattr(value, "detach") else np.asarray(value)
 
 
+def _iter_logspecs(logspecs):
+    """The items of what :func:`fit_spectrogram_norm` accepts, in order."""
+    if hasattr(logspecs, "iter_logspecs"):
+        return logspecs.iter_logspecs()
+    if hasattr(logspecs, "__getitem__"):
+        return (logspecs[i] for i in range(len(logspecs)))
+    return iter(logspecs)
+
+
+def mean_normalized_spectrogram(logspecs, norm: SpectrogramNorm) -> np.ndarray:
+    """The mean over ``logspecs`` of ``norm.normalize(logspec)``: ``(R, R)`` float64, in [-scale, scale].
+
+    ``logspecs`` is what :func:`fit_spectrogram_norm` takes (a data set with ``iter_logspecs()``
+    gives each distinct IR once). It is where the small preset's generator starts
+    (:class:`i2r.models.generator.Generator`'s ``prior``).
+    """
+    total, count = None, 0
+    for item in _iter_logspecs(logspecs):
+        values = norm.normalize(_logspec_of(item).astype(np.float64))
+        values = values.reshape(values.shape[-2:])
+        total = values if total is None else total + values
+        count += 1
+    if total is None:
+        raise UserError("cannot average the spectrograms: the training set is empty")
+    return total / count
+
+
 def fit_spectrogram_norm(
     logspecs,
     *,
@@ -440,14 +467,8 @@ def fit_spectrogram_norm(
     memory stays bounded on large sets and every example weighs the same.
     """
     rng = np.random.default_rng(seed)
-    if hasattr(logspecs, "iter_logspecs"):
-        items = logspecs.iter_logspecs()
-    elif hasattr(logspecs, "__getitem__"):
-        items = (logspecs[i] for i in range(len(logspecs)))
-    else:
-        items = logspecs
     samples, resolution = [], FULL_RESOLUTION
-    for item in items:
+    for item in _iter_logspecs(logspecs):
         values = _logspec_of(item)
         resolution = values.shape[-1]
         flat = values.reshape(-1).astype(np.float64)

@@ -42,7 +42,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from i2r.audio import SpectrogramNorm, fit_spectrogram_norm
+from i2r.audio import SpectrogramNorm, fit_spectrogram_norm, mean_normalized_spectrogram
 from i2r.checkpoint import capture_rng_state, check_same, load_checkpoint, restore_rng_state, save_checkpoint
 from i2r.data.datasets import PairedDataset
 from i2r.devices import resolve_device
@@ -216,6 +216,8 @@ def _train(cfg: TrainConfig, rank: int, world: int, device: torch.device, master
         del ckpt
     else:
         norm = _fit_norm(train_set, master, world)
+        if master and model.generator.prior is not None:
+            model.generator.prior.copy_(_spectrogram_prior(train_set, norm))
         _seed_rank(cfg.seed, rank)
     _broadcast_module(model, world)
     ema = WeightAverage(model, cfg.ema_beta, ckpt_ema) if cfg.ema_beta else None
@@ -548,6 +550,13 @@ def _fit_norm(train_set, master, world) -> SpectrogramNorm:
     if world > 1:
         dist.broadcast_object_list(payload, src=0)
     return SpectrogramNorm.from_dict(payload[0])
+
+
+def _spectrogram_prior(train_set, norm) -> torch.Tensor:
+    """The generator's starting point ``(1, 1, R, R)``: the pre-tanh values whose tanh is the mean
+    normalised training spectrogram (clamped short of +-1, where atanh is infinite)."""
+    mean = torch.from_numpy(mean_normalized_spectrogram(train_set, norm)).float()
+    return torch.atanh(mean.clamp(-0.99, 0.99)).view(1, 1, *mean.shape)
 
 
 # ---- processes and state -------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """Architecture tests: torchvision-compatible ResNets, Monodepth2 names, G/D shapes, model wiring."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -171,6 +173,48 @@ def test_presets():
         ModelConfig.preset("huge")
     with pytest.raises(UserError, match="unknown model config field"):
         ModelConfig.from_dict({**small.to_dict(), "colour": 1})
+
+
+def test_the_small_preset_standardises_features_and_starts_at_a_prior_and_the_paper_does_neither():
+    small, paper = Image2Reverb(ModelConfig.preset("small")), Image2Reverb(ModelConfig.preset("paper"))
+    assert small.encoder.standardize is not None and small.generator.prior.shape == (1, 1, 128, 128)
+    assert paper.encoder.standardize is None and paper.generator.prior is None
+    assert not any(key.startswith(("encoder.standardize", "generator.prior")) for key in paper.state_dict())
+    with pytest.raises(UserError, match="feature_norm"):
+        ModelConfig(feature_norm="layer")
+    with pytest.raises(UserError, match="spectrogram_prior"):
+        ModelConfig(spectrogram_prior="median")
+
+
+def test_a_config_saved_before_feature_norm_and_the_prior_existed_builds_the_model_it_was():
+    saved = {key: value for key, value in ModelConfig.preset("small").to_dict().items()
+             if key not in ("feature_norm", "spectrogram_prior")}
+    config = ModelConfig.from_dict(saved)
+    assert (config.feature_norm, config.spectrogram_prior) == ("none", "none")
+    model = Image2Reverb(config)
+    assert model.encoder.standardize is None and model.generator.prior is None
+
+
+def test_standardised_features_have_zero_mean_and_unit_spread_across_the_batch():
+    torch.manual_seed(0)
+    model = Image2Reverb(replace(_tiny_config(), feature_norm="batch")).train()
+    features, _ = model.encode(torch.rand(6, 3, 64, 64))
+    torch.testing.assert_close(features.mean(0), torch.zeros(365), atol=1e-4, rtol=0)
+    torch.testing.assert_close(features.std(0, unbiased=False), torch.ones(365), atol=0.01, rtol=0)
+    # a training batch of one has no spread: it takes the running statistics and leaves them be
+    running = model.encoder.standardize.running_mean.clone()
+    one, _ = model.encode(torch.rand(1, 3, 64, 64))
+    assert torch.isfinite(one).all() and torch.equal(model.encoder.standardize.running_mean, running)
+
+
+def test_a_generator_with_a_prior_makes_it_for_every_latent_until_it_learns():
+    torch.manual_seed(0)
+    generator = Generator(32, 512, 256, 16, prior=True)
+    generator.prior.copy_(torch.linspace(-2.0, 2.0, 32 * 32).view(1, 1, 32, 32))
+    out = generator(torch.randn(3, 512))
+    torch.testing.assert_close(out, generator.prior.tanh().expand(3, 1, 32, 32))
+    out.square().sum().backward()  # the output conv, at zero, still gets a gradient to learn from
+    assert generator.output.weight.grad.abs().sum() > 0
 
 
 def test_model_wiring_and_depth_modes():

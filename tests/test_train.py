@@ -210,6 +210,19 @@ def test_validation_leaves_the_training_as_it_would_be_without_it(data, tmp_path
     assert_same_state(load(tmp_path / "validated" / "last.pt"), load(tmp_path / "plain" / "last.pt"))
 
 
+def test_the_small_presets_generator_starts_at_the_mean_training_spectrogram(data, tmp_path, one_thread):
+    from i2r.audio import SpectrogramNorm, ir_to_logspec, load_ir
+    from i2r.train import train
+
+    train(TrainConfig(data=str(data), out=str(tmp_path / "run"), resolution=32, image_size=64, batch_size=2,
+                      max_steps=1))
+    checkpoint = load(tmp_path / "run" / "last.pt")
+    norm = SpectrogramNorm.from_dict(checkpoint["spec_norm"])
+    spectrograms = [norm.normalize(ir_to_logspec(load_ir(data / f"{i}.wav"), 32)) for i in range(6)]  # the train split
+    expected = torch.atanh(torch.stack(spectrograms).mean(0).clamp(-0.99, 0.99)).view(1, 1, 32, 32)
+    torch.testing.assert_close(checkpoint["model"]["generator.prior"], expected)
+
+
 def test_select_best_needs_a_validation_split(data, tmp_path, capsys):
     rows = (data / "manifest.csv").read_text().splitlines()
     (tmp_path / "manifest.csv").write_text("\n".join(row for row in rows if ",val," not in row) + "\n")

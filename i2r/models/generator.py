@@ -4,6 +4,8 @@ Latent ``(B, 512)`` (365 encoder features + 147 Gaussian noise values) -> a 8x8-
 (padding 7) lifts 1x1 to 8x8 without activation; then one block per resolution 8, 16, ...,
 ``resolution`` of [3x3 conv, LReLU 0.2, PixelNorm] x 2 with nearest x2 upsampling between blocks;
 then a 1x1 conv to one channel and tanh. Every conv has an equalised learning rate and no bias.
+With ``prior`` (not in the paper) a fixed map is added before the tanh and the 1x1 conv starts at
+zero, so an untrained generator makes ``tanh(prior)`` for every latent.
 Each upsampling is folded into the next conv (an exact stride-2 transposed conv, 2-4x faster).
 The paper's 512x512 generator has 13,687,840 weights (widths 256, 256, 256, 256, 128, 64, 32).
 """
@@ -44,10 +46,15 @@ class Generator(nn.Module):
     """Latent ``(B, latent_dim)`` -> spectrogram ``(B, 1, resolution, resolution)`` in (-1, 1).
 
     ``resolution`` is a power of two from 32 to 512; widths follow
-    :func:`i2r.models.layers.stage_channels` with ``fmap_base`` and ``fmap_max``.
+    :func:`i2r.models.layers.stage_channels` with ``fmap_base`` and ``fmap_max``. ``prior``: the
+    buffer ``prior`` ``(1, 1, R, R)`` of pre-tanh values (zeros until the trainer sets it to the
+    atanh of the mean normalised training spectrogram) is added to the output conv's, which starts
+    at zero: the generator then learns each room's departure from a spectrogram that already
+    decays, instead of first learning to decay from tanh(noise).
     """
 
-    def __init__(self, resolution: int = 512, latent_dim: int = 512, fmap_base: int = 16384, fmap_max: int = 256):
+    def __init__(self, resolution: int = 512, latent_dim: int = 512, fmap_base: int = 16384, fmap_max: int = 256,
+                 prior: bool = False):
         super().__init__()
         sizes = [8 * 2**i for i in range(n_stages(resolution) + 1)]
         widths = [stage_channels(size, fmap_base, fmap_max) for size in sizes]
@@ -58,9 +65,13 @@ class Generator(nn.Module):
             GeneratorBlock(widths[max(i - 1, 0)], widths[i]) for i in range(len(widths))
         )
         self.output = EqualizedConv2d(widths[-1], 1, 1, bias=False)
+        self.register_buffer("prior", torch.zeros(1, 1, resolution, resolution) if prior else None)
+        if prior:
+            nn.init.zeros_(self.output.weight)
 
     def forward(self, latent: Tensor) -> Tensor:
         x = self.input(latent.reshape(latent.shape[0], self.latent_dim, 1, 1))
         for i, block in enumerate(self.blocks):
             x = block(x, upsample=i > 0)
-        return self.output(x).tanh()
+        x = self.output(x)
+        return (x if self.prior is None else x + self.prior).tanh()

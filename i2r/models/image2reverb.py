@@ -38,6 +38,11 @@ class ModelConfig:
     ``depth_mode``: ``"auto"`` (Monodepth2's estimate), ``"none"`` (no depth channel: a
     3-channel encoder, the paper's "no depth" ablation) or a constant disparity such as ``"0"`` or
     ``"0.5"`` (the paper's depth steering). Widths follow ProGAN's ``min(fmap_max, fmap_base / res)``.
+    ``feature_norm``: ``"none"`` (the paper: the encoder's outputs as they are) or ``"batch"`` (each
+    feature standardised across the batch, see :class:`SceneEncoder`). ``spectrogram_prior``:
+    ``"none"`` (the paper) or ``"mean"`` (the generator starts at the training spectrograms' mean,
+    see :class:`i2r.models.generator.Generator`). Checkpoints written before these two fields
+    existed load with their defaults, which is what those models were.
     """
 
     name: str = "paper"
@@ -51,6 +56,8 @@ class ModelConfig:
     g_fmap_max: int = 256
     d_fmap_base: int = 16384
     d_fmap_max: int = 256
+    feature_norm: str = "none"
+    spectrogram_prior: str = "none"
 
     def __post_init__(self):
         try:
@@ -64,6 +71,9 @@ class ModelConfig:
         if not 0 < self.n_features < self.latent_dim:
             raise UserError(f"model config: need 0 < n_features < latent_dim, got {self.n_features}, {self.latent_dim}")
         parse_depth_mode(self.depth_mode)
+        for name, choices in (("feature_norm", ("none", "batch")), ("spectrogram_prior", ("none", "mean"))):
+            if getattr(self, name) not in choices:
+                raise UserError(f"model config: {name} must be one of {list(choices)}, got {getattr(self, name)!r}")
         if self.depth_mode != "none" and self.image_size < 64:
             # Monodepth2's deepest features are 1/32 of the image and its decoder reflection-pads them
             raise UserError(f"model config: the depth network needs image_size of at least 64, got {self.image_size}")
@@ -86,7 +96,8 @@ class ModelConfig:
             return cls()
         if name == "small":
             return cls(name="small", resolution=128, encoder_arch="resnet18", image_size=64,
-                       g_fmap_base=1024, g_fmap_max=64, d_fmap_base=1024, d_fmap_max=64)
+                       g_fmap_base=1024, g_fmap_max=64, d_fmap_base=1024, d_fmap_max=64,
+                       feature_norm="batch", spectrogram_prior="mean")
         raise UserError(f"unknown model preset {name!r}; choose 'small' or 'paper'")
 
     @property
@@ -130,13 +141,19 @@ class SceneEncoder(nn.Module):
 
     RGB is normalised with ImageNet's mean/std (what the Places365 weights expect); the depth
     channel is appended after that, unscaled. ``resnet`` holds the torchvision-named network that
-    :func:`i2r.models.weights.load_places365` fills.
+    :func:`i2r.models.weights.load_places365` fills. With ``standardize`` each feature is then
+    standardised across the batch (BatchNorm without scale or shift; running statistics at
+    inference and for a training batch of one, which has no spread): what tells rooms apart is
+    the features' spread, and a from-scratch encoder trained through the GAN grew a common part
+    that drowned it (README, "The generator hardly heard the encoder").
     """
 
-    def __init__(self, arch: str = "resnet50", n_features: int = 365, with_depth: bool = True):
+    def __init__(self, arch: str = "resnet50", n_features: int = 365, with_depth: bool = True,
+                 standardize: bool = False):
         super().__init__()
         self.with_depth = with_depth
         self.resnet = ARCHITECTURES[arch](in_channels=4 if with_depth else 3, num_classes=n_features)
+        self.standardize = nn.BatchNorm1d(n_features, affine=False) if standardize else None
         # Not persistent: constants of the method, not learned state, so checkpoints hold only weights.
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -145,7 +162,13 @@ class SceneEncoder(nn.Module):
         x = (images - self.mean) / self.std
         if self.with_depth:
             x = torch.cat([x, depth.to(x.dtype)], dim=1)
-        return self.resnet(x)
+        features = self.resnet(x)
+        norm = self.standardize
+        if norm is None:
+            return features
+        if self.training and features.shape[0] == 1:
+            return F.batch_norm(features, norm.running_mean, norm.running_var, training=False, eps=norm.eps)
+        return norm(features)
 
 
 class Image2Reverb(nn.Module):
@@ -159,10 +182,12 @@ class Image2Reverb(nn.Module):
         super().__init__()
         self.config = config or ModelConfig()
         with_depth = self.config.depth_mode != "none"
-        self.encoder = SceneEncoder(self.config.encoder_arch, self.config.n_features, with_depth)
+        self.encoder = SceneEncoder(self.config.encoder_arch, self.config.n_features, with_depth,
+                                    standardize=self.config.feature_norm == "batch")
         self.depth = Monodepth2() if with_depth else None
         self.generator = Generator(self.config.resolution, self.config.latent_dim,
-                                   self.config.g_fmap_base, self.config.g_fmap_max)
+                                   self.config.g_fmap_base, self.config.g_fmap_max,
+                                   prior=self.config.spectrogram_prior == "mean")
         self.discriminator = Discriminator(self.config.resolution, self.config.d_fmap_base, self.config.d_fmap_max)
 
     def resolve_depth_mode(self, depth_mode: str | float | None = None) -> str | float:
