@@ -511,7 +511,10 @@ def _save_inference(path, cfg, model_config, norm, model, best) -> None:
 def _check_resumable(ckpt, cfg, model_config, world, path) -> None:
     """A resumed run must be the same run: same model, same training settings, same world size."""
     check_same(ckpt["config"], asdict(cfg), "training config", path, ignore=RESUMABLE_CHANGES)
-    check_same(ckpt["model_config"], asdict(model_config), "model config", path)
+    try:
+        check_same(ckpt["model_config"], asdict(model_config), "model config", path)
+    except UserError as exc:  # e.g. a run of a preset that has changed since (README, the demo)
+        raise UserError(f"{exc}; a run keeps its model: train into a new --out") from None
     if ckpt["world_size"] != world:
         raise UserError(f"{path}: written by {ckpt['world_size']} processes, resumed with {world}; "
                         f"resume with the same --nproc_per_node so data order and RNG streams match")

@@ -329,17 +329,18 @@ def test_killed_two_process_gloo_run_resumes_exactly(data, tmp_path):
     assert len(train_rows) == 4 and all(float(r["g_t60p"]) == 0.0 for r in train_rows)  # --no-t60p
 
 
-def _fake_run(out: Path, world_size: int = 1, **changes) -> None:
-    """RUN/last.pt with only what the resume checks read (they run before any model is built)."""
+def _fake_run(out: Path, world_size: int = 1, model_fields_missing=(), **changes) -> None:
+    """RUN/last.pt with only what the resume checks read (they run before any model is built);
+    ``model_fields_missing``: model config fields left out, as a checkpoint from before them."""
     from dataclasses import asdict
 
     from i2r.checkpoint import save_checkpoint
     from i2r.train import _model_config
 
     cfg = TrainConfig(data="d", out=str(out), **changes)
+    model_config = {k: v for k, v in asdict(_model_config(cfg)).items() if k not in model_fields_missing}
     out.mkdir()
-    save_checkpoint({"config": asdict(cfg), "model_config": asdict(_model_config(cfg)), "world_size": world_size},
-                    out / "last.pt")
+    save_checkpoint({"config": asdict(cfg), "model_config": model_config, "world_size": world_size}, out / "last.pt")
 
 
 @pytest.mark.parametrize("changes, args, message", [
@@ -352,6 +353,13 @@ def test_resume_of_another_config_names_the_mismatch(data, tmp_path, capsys, cha
     status = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--resume", *args])
     err = capsys.readouterr().err
     assert status == 2 and err.startswith("error:") and message in err
+
+
+def test_a_run_of_the_small_preset_before_it_changed_is_not_resumed_with_the_new_model(data, tmp_path, capsys):
+    _fake_run(tmp_path / "run", model_fields_missing=("feature_norm", "spectrogram_prior"))
+    status = main(["train", "--data", str(data), "--out", str(tmp_path / "run"), "--resume"])
+    err = capsys.readouterr().err
+    assert status == 2 and "feature_norm: checkpoint has None, this run 'batch'" in err and "a new --out" in err
 
 
 def test_resume_with_another_world_size_is_refused(data, tmp_path, capsys):
