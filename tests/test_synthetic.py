@@ -303,3 +303,18 @@ def test_surface_ids_name_what_each_pixel_shows():
     assert ids[0, 16] == -1 and ids[-1, 16] == 0
     _, depth = render(outdoor, config)
     assert np.array_equal(ids == -1, ~np.isfinite(depth))
+
+
+def test_a_finished_set_is_reused_without_a_partial_manifest(tmp_path, monkeypatch):
+    # two demos sharing the cache reuse it at once: a partial manifest that one of them opened and
+    # removed stopped the other with "No such file or directory"
+    from i2r.data.synthetic import dataset
+
+    config = SynthConfig(n=3, out=str(tmp_path), seed=1, image_size=32, jobs=1)
+    generate(config, progress=False)
+    manifest = (tmp_path / "manifest.csv").read_bytes()
+    monkeypatch.setattr(dataset, "_make_rows", lambda *args: pytest.fail("a finished set made rows"))
+    summary = generate(config, progress=False)
+    assert (summary.reused, summary.generated) == (3, 0)
+    assert (tmp_path / "manifest.csv").read_bytes() == manifest
+    assert not (tmp_path / ".manifest.partial.csv").exists()

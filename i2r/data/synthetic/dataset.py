@@ -280,10 +280,13 @@ def generate(config: SynthConfig, progress: bool = True) -> SynthSummary:
     reused = len(rows)
     _check_free_space(out, config.n - reused, config.image_size)
     todo = [i for i in range(config.n) if i not in rows]
-    rows.update(_make_rows(todo, config, reused, progress))
+    # A finished set opens no partial manifest: two demos sharing the cache reuse it at once, and
+    # one's removing of the partial file stopped the other ("No such file or directory", measured).
+    if todo:
+        rows.update(_make_rows(todo, config, reused, progress))
     ordered = [rows[i] for i in sorted(rows)]
     _write_manifest(out / "manifest.csv", ordered)
-    os.unlink(out / _PARTIAL)
+    (out / _PARTIAL).unlink(missing_ok=True)
     return SynthSummary(
         out=str(out), manifest=str(out / "manifest.csv"), n=len(ordered), generated=len(todo), reused=reused,
         seconds=time.perf_counter() - start,
