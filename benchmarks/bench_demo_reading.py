@@ -46,7 +46,7 @@ def within_class(per_example: pd.DataFrame, manifest: pd.DataFrame, data: Path) 
     """One row per scene class of an ``i2r eval`` ``per_example.csv`` joined to its manifest:
     rooms, log-SD of true and generated T60, their correlation, the largest generated T60 (s)."""
     rooms = per_example.dropna(subset=["t60_true_s", "t60_generated_s"]).copy()
-    rooms["scene"] = manifest.set_index("image").loc[_manifest_keys(rooms["image"], manifest, data), "scene"].to_numpy()
+    rooms["scene"] = _scenes_of(rooms["image"], manifest, data)
     rows = []
     for scene, group in rooms.groupby("scene"):
         true, generated = np.log(group["t60_true_s"]), np.log(group["t60_generated_s"])
@@ -56,23 +56,22 @@ def within_class(per_example: pd.DataFrame, manifest: pd.DataFrame, data: Path) 
     return pd.DataFrame(rows).set_index("scene").reindex([s for s in SCENES if s in set(rooms["scene"])])
 
 
-def _manifest_keys(image_paths: pd.Series, manifest: pd.DataFrame, data: Path) -> list[str]:
-    """The manifest's ``image`` entry (relative to ``data``) of each image path of an eval CSV."""
-    by_path = {str((data / image).resolve()): image for image in manifest["image"]}
-    keys = []
+def _scenes_of(image_paths: pd.Series, manifest: pd.DataFrame, data: Path) -> list[str]:
+    """The manifest's ``scene`` of each image path of an eval CSV (the image must be one of ``data``'s)."""
+    scene_by_path = {str((data / image).resolve()): scene for image, scene in zip(manifest["image"], manifest["scene"])}
+    scenes = []
     for path in image_paths:
-        key = by_path.get(str(Path(path).resolve()))
-        if key is None:
+        scene = scene_by_path.get(str(Path(path).resolve()))
+        if scene is None:
             raise ValueError(f"{path} is not an image of {data}'s manifest: was the CSV made with --data {data}?")
-        keys.append(key)
-    return keys
+        scenes.append(scene)
+    return scenes
 
 
-def class_share(manifest: pd.DataFrame, rows: np.ndarray) -> float:
-    """R^2 of the scene-class means of log T60 over ``rows`` of the manifest."""
-    log_t60 = pd.Series(np.log(single_number_t60(manifest)[rows]))
-    scene = manifest["scene"].to_numpy()[rows]
-    residual = log_t60 - log_t60.groupby(scene).transform("mean")
+def class_share(t60_s: np.ndarray, scenes: np.ndarray) -> float:
+    """R^2 of the scene-class means of log T60: ``t60_s`` and ``scenes`` ``(n,)``."""
+    log_t60 = pd.Series(np.log(t60_s))
+    residual = log_t60 - log_t60.groupby(scenes).transform("mean")
     return float(1.0 - (residual**2).sum() / ((log_t60 - log_t60.mean()) ** 2).sum())
 
 
@@ -123,7 +122,8 @@ def report(checkpoint: str, data: Path, eval_csvs: list[str], alphas: np.ndarray
     """Print the class share, the per-class tables of ``eval_csvs`` and the encoder's read-out."""
     manifest = pd.read_csv(data / "manifest.csv")
     train, test = (manifest["split"] == "train").to_numpy(), (manifest["split"] == "test").to_numpy()
-    print(f"{data}: the scene class explains {100 * class_share(manifest, train):.0f} % of the variance of "
+    t60_all, scenes_all = single_number_t60(manifest), manifest["scene"].to_numpy()
+    print(f"{data}: the scene class explains {100 * class_share(t60_all[train], scenes_all[train]):.0f} % of the variance of "
           f"log T60 over the training rooms")
     for csv in eval_csvs:
         table = within_class(pd.read_csv(csv), manifest, data)
@@ -132,13 +132,13 @@ def report(checkpoint: str, data: Path, eval_csvs: list[str], alphas: np.ndarray
 
     rows = np.flatnonzero(train | test)
     features = encoder_features(checkpoint, data, manifest["image"].iloc[rows].tolist())
-    t60 = single_number_t60(manifest)[rows]
+    t60 = t60_all[rows]
     stats, predicted, alpha = linear_readout(features, t60, train[rows], test[rows], alphas)
     print(f"\nridge on the encoder's {features.shape[1]} features (alpha {alpha:g}), test rooms: "
           f"mean {stats['mean']:+.1f} %, SD {stats['sd']:.1f} %, median |e| {stats['median_abs']:.1f} %, "
           f"log-SD {stats['log_sd']:.2f}")
-    scenes = manifest["scene"].to_numpy()[rows][test[rows]]
-    true = np.log(t60[test[rows]])
+    scenes = scenes_all[test]
+    true = np.log(t60_all[test])
     correlations = {scene: np.corrcoef(np.log(predicted[scenes == scene]), true[scenes == scene])[0, 1]
                     for scene in SCENES if (scenes == scene).sum() > 2}
     print("  correlation with the true log T60 within each class: "
